@@ -1,0 +1,56 @@
+"""copydata: fast, safe inter-process messages on Windows through WM_COPYDATA.
+
+    import copydata
+
+    with copydata.Receiver("jobs", on_message=print) as rx:
+        copydata.send("jobs", b"payload", tag=7)
+"""
+
+import sys
+
+if sys.platform != "win32":
+    raise ImportError(
+        "copydata needs Windows: it sends and receives WM_COPYDATA window messages. "
+        "On Linux, run it in Windows Python under Wine: python3 tools/winenv.py python "
+        "(see README.md)."
+    )
+
+try:
+    from ._core import lib as _lib  # noqa: F401
+except ImportError as error:  # pragma: no cover - only without a built extension
+    raise ImportError(
+        f"copydata's C core (copydata._core) is not built: {error}. "
+        "Install with 'pip install .', or build with 'python3 tools/winenv.py build' under Wine."
+    ) from error
+
+from ._errors import (
+    CopyDataError,
+    MessageTooLarge,
+    NameInUse,
+    ReceiverClosed,
+    Rejected,
+    RecvTimeout,
+    SendFailed,
+    SendTimeout,
+    TargetNotFound,
+)
+from ._receiver import MAX_MESSAGE_SIZE, Message, Receiver, ReceiverStats
+from ._send import (
+    DEFAULT_TIMEOUT,
+    SMTO_ABORTIFHUNG,
+    SMTO_BLOCK,
+    SMTO_ERRORONEXIT,
+    SMTO_NORMAL,
+    SMTO_NOTIMEOUTIFNOTHUNG,
+    find,
+    send,
+)
+from ._version import __version__
+
+__all__ = [
+    "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected", "RecvTimeout",
+    "SendFailed", "SendTimeout", "TargetNotFound",
+    "MAX_MESSAGE_SIZE", "Message", "Receiver", "ReceiverStats",
+    "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
+    "SMTO_NOTIMEOUTIFNOTHUNG", "find", "send", "__version__",
+]

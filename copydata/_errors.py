@@ -1,0 +1,47 @@
+"""The exceptions copydata raises; every one derives from CopyDataError."""
+
+from __future__ import annotations
+
+
+class CopyDataError(Exception):
+    """Base class of every error copydata raises about a window, a name or a message."""
+
+
+class TargetNotFound(CopyDataError):
+    """No window has that handle, or no live receiver holds that name."""
+
+
+class SendTimeout(CopyDataError, TimeoutError):
+    """The receiver did not answer within the timeout, or Windows considers it hung."""
+
+
+class Rejected(CopyDataError):
+    """The receiver answered 0: its queue was full, the message too large for it, or it refused."""
+
+    def __init__(self, message: str, result: int = 0) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class MessageTooLarge(CopyDataError, ValueError):
+    """The payload is larger than the limit; nothing was sent."""
+
+
+class SendFailed(CopyDataError):
+    """SendMessageTimeoutW failed for another reason; ``winerror`` holds the Windows error code."""
+
+    def __init__(self, message: str, winerror: int) -> None:
+        super().__init__(message)
+        self.winerror = winerror
+
+
+class NameInUse(CopyDataError):
+    """Another live receiver on this desktop session already holds that name."""
+
+
+class ReceiverClosed(CopyDataError):
+    """The receiver is closed and has nothing more to deliver."""
+
+
+class RecvTimeout(CopyDataError, TimeoutError):
+    """No message arrived within the timeout given to ``recv``."""

@@ -1,0 +1,98 @@
+"""The cffi description of copydata._core: used by setup.py and by tools/winenv.py.
+
+    python copydata/_ffi_build.py --emit-c OUT.c   writes the module's C source only
+"""
+
+import sys
+import sysconfig
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
+# setup.py passes paths relative to the project; the cross build runs from anywhere.
+SOURCES = [f"csrc/{path.name}" for path in sorted(CSRC.glob("*.c"))]
+
+ffibuilder = FFI()
+ffibuilder.set_source(
+    "copydata._core",
+    '#include "copydata.h"',
+    sources=SOURCES,
+    include_dirs=["csrc"],
+    libraries=["user32", "kernel32", "advapi32"],
+    define_macros=[("UNICODE", None), ("_UNICODE", None), ("WIN32_LEAN_AND_MEAN", None)],
+    # One build serves every CPython from 3.9 on; free-threaded builds have no limited API.
+    py_limited_api=not sysconfig.get_config_var("Py_GIL_DISABLED"),
+)
+
+ffibuilder.cdef(
+    """
+#define CD_MAX_NAME_LENGTH ...
+#define CD_WAIT_FOREVER ...
+
+enum cd_status {
+    CD_OK, CD_TIMEOUT, CD_CLOSED, CD_TARGET_GONE, CD_WIN32_ERROR, CD_NO_MEMORY,
+    CD_NAME_IN_USE, CD_NOT_FOUND, CD_INVALID
+};
+
+typedef struct cd_message {
+    struct cd_message *next;
+    uint64_t tag;
+    uint64_t sender;
+    size_t size;
+    const char *data;
+    ...;
+} cd_message;
+
+typedef struct cd_stats {
+    uint64_t received_messages;
+    uint64_t received_bytes;
+    uint64_t refused_messages;
+    uint64_t refused_bytes;
+    uint64_t refused_too_large;
+    uint64_t refused_queue_full;
+    uint64_t refused_malformed;
+    uint64_t refused_closing;
+    uint64_t dropped_messages;
+    uint64_t dropped_bytes;
+    uint64_t queued_messages;
+    uint64_t queued_bytes;
+    uint64_t pump_errors;
+} cd_stats;
+
+typedef struct cd_receiver_config {
+    size_t max_message_size;
+    size_t max_queue_messages;
+    size_t max_queue_bytes;
+    int sync;
+} cd_receiver_config;
+
+typedef struct cd_receiver cd_receiver;
+typedef struct cd_name_registration cd_name_registration;
+
+int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error);
+uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
+int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first);
+void cd_messages_free(cd_message *first);
+void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
+void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
+void cd_receiver_close(cd_receiver *receiver);
+void cd_receiver_discard(cd_receiver *receiver);
+void cd_receiver_free(cd_receiver *receiver);
+
+int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
+            uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error);
+
+int cd_name_publish(const wchar_t *name, uint64_t hwnd, cd_name_registration **registration,
+                    uint32_t *win32_error);
+void cd_name_withdraw(cd_name_registration *registration);
+int cd_name_lookup(const wchar_t *name, uint64_t *hwnd, uint32_t *process_id, uint32_t *win32_error);
+"""
+)
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--emit-c"] and len(sys.argv) == 3:
+        ffibuilder.emit_c_code(sys.argv[2])
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,104 @@
+/*
+ * copydata core: receiver windows that take WM_COPYDATA into a bounded queue, sending with
+ * SendMessageTimeoutW, and publishing a receiver's window under a name.
+ *
+ * Window handles travel as uint64_t so that the Python side never needs Windows types.
+ * Every function that can fail returns a cd_status and, where Win32 said why, its error code.
+ */
+#ifndef COPYDATA_H
+#define COPYDATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <wchar.h>
+
+#define CD_CLASS_NAME L"copydata.receiver.v1"
+#define CD_NAME_PREFIX L"Local\\copydata.v1.name."
+#define CD_MAX_NAME_LENGTH 128
+#define CD_WAIT_FOREVER 0xFFFFFFFFu
+
+enum cd_status {
+    CD_OK = 0,
+    CD_TIMEOUT = 1,      /* nothing arrived, or the target did not answer, in time */
+    CD_CLOSED = 2,       /* the receiver is closed and its queue is empty */
+    CD_TARGET_GONE = 3,  /* the target window does not exist (any more) */
+    CD_WIN32_ERROR = 4,  /* a Win32 call failed: see the error code */
+    CD_NO_MEMORY = 5,
+    CD_NAME_IN_USE = 6,  /* a live receiver already holds that name */
+    CD_NOT_FOUND = 7,    /* no live receiver holds that name */
+    CD_INVALID = 8       /* an argument is out of range */
+};
+
+typedef struct cd_message {
+    struct cd_message *next;
+    uint64_t tag;         /* COPYDATASTRUCT.dwData */
+    uint64_t sender;      /* wParam: the window the sender names as its own, unverified */
+    size_t size;
+    const char *data;     /* async mode: a copy owned by the queue; sync mode: the sender's bytes */
+    /* sync mode only, guarded by the receiver's lock */
+    int taken;
+    int replied;
+    intptr_t result;
+} cd_message;
+
+typedef struct cd_stats {
+    uint64_t received_messages;   /* accepted into the queue */
+    uint64_t received_bytes;
+    uint64_t refused_messages;    /* answered 0: too large, queue full, malformed or closing */
+    uint64_t refused_bytes;
+    uint64_t refused_too_large;
+    uint64_t refused_queue_full;
+    uint64_t refused_malformed;
+    uint64_t refused_closing;
+    uint64_t dropped_messages;    /* accepted, then discarded undelivered at close */
+    uint64_t dropped_bytes;
+    uint64_t queued_messages;     /* waiting to be taken now */
+    uint64_t queued_bytes;
+    uint64_t pump_errors;         /* times GetMessageW failed and the loop went on */
+} cd_stats;
+
+typedef struct cd_receiver_config {
+    size_t max_message_size;
+    size_t max_queue_messages;
+    size_t max_queue_bytes;
+    int sync;   /* nonzero: the window procedure waits for cd_receiver_reply */
+} cd_receiver_config;
+
+typedef struct cd_receiver cd_receiver;
+typedef struct cd_name_registration cd_name_registration;
+
+/* Creates a message-only window on a new pump thread. */
+int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error);
+uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
+
+/*
+ * Waits up to timeout_ms for a message, then detaches up to max_count queued messages as a
+ * list in arrival order. Async mode: free the list with cd_messages_free. Sync mode: one
+ * message at a time, answered with cd_receiver_reply and never freed by the caller.
+ * Returns CD_OK, CD_TIMEOUT, or CD_CLOSED once the receiver is closed and drained.
+ */
+int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first);
+void cd_messages_free(cd_message *first);
+void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
+
+void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
+
+/* Destroys the window and ends its thread; queued messages stay takeable. Idempotent. */
+void cd_receiver_close(cd_receiver *receiver);
+/* Frees the messages still queued, counting them as dropped. */
+void cd_receiver_discard(cd_receiver *receiver);
+/* Closes, discards and frees the receiver itself. */
+void cd_receiver_free(cd_receiver *receiver);
+
+/* One SendMessageTimeoutW(WM_COPYDATA) straight from the caller's buffer. */
+int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
+            uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error);
+
+/* Publishes hwnd under name in named shared memory until cd_name_withdraw. */
+int cd_name_publish(const wchar_t *name, uint64_t hwnd, cd_name_registration **registration,
+                    uint32_t *win32_error);
+void cd_name_withdraw(cd_name_registration *registration);
+/* Finds the live copydata receiver published under name. */
+int cd_name_lookup(const wchar_t *name, uint64_t *hwnd, uint32_t *process_id, uint32_t *win32_error);
+
+#endif

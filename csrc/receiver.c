@@ -1,0 +1,416 @@
+/*
+ * A receiver is a message-only window owned by a pump thread of its own. Its window
+ * procedure copies each WM_COPYDATA payload into a bounded queue and returns at once, so a
+ * sender is released as soon as its bytes are safe; Python takes the queue in batches.
+ * In sync mode the window procedure instead waits until Python has answered the message.
+ */
+#include <windows.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "copydata.h"
+
+struct cd_receiver {
+    cd_receiver_config config;
+    SRWLOCK lock;                 /* guards everything below */
+    CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
+    cd_message *head;
+    cd_message *tail;
+    cd_stats stats;
+    HWND hwnd;
+    HANDLE thread;
+    DWORD thread_id;
+    int window_state;             /* 0 being created, 1 created, -1 creation failed */
+    DWORD open_error;
+    int stopping;                 /* close has begun: refuse new messages, honour WM_CLOSE */
+    int closed;                   /* the pump thread has ended: nothing more will be queued */
+};
+
+static void refuse(cd_receiver *r, uint64_t *reason, size_t size)
+{
+    AcquireSRWLockExclusive(&r->lock);
+    r->stats.refused_messages++;
+    r->stats.refused_bytes += size;
+    (*reason)++;
+    ReleaseSRWLockExclusive(&r->lock);
+}
+
+static void append(cd_receiver *r, cd_message *m)
+{
+    m->next = NULL;
+    if (r->tail)
+        r->tail->next = m;
+    else
+        r->head = m;
+    r->tail = m;
+    r->stats.received_messages++;
+    r->stats.received_bytes += m->size;
+    r->stats.queued_messages++;
+    r->stats.queued_bytes += m->size;
+}
+
+static void unlink_message(cd_receiver *r, cd_message *m)
+{
+    cd_message **link = &r->head;
+    cd_message *previous = NULL;
+    while (*link && *link != m) {
+        previous = *link;
+        link = &(*link)->next;
+    }
+    if (*link == NULL)
+        return;
+    *link = m->next;
+    if (r->tail == m)
+        r->tail = previous;
+    r->stats.queued_messages--;
+    r->stats.queued_bytes -= m->size;
+}
+
+/* Sync mode: queue the sender's own bytes and wait until Python answers them. */
+static LRESULT hand_over_and_wait(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
+{
+    cd_message m;
+    LRESULT result = FALSE;
+
+    memset(&m, 0, sizeof m);
+    m.tag = (uint64_t)cds->dwData;
+    m.sender = (uint64_t)wparam;
+    m.size = cds->cbData;
+    m.data = cds->lpData ? (const char *)cds->lpData : "";
+
+    AcquireSRWLockExclusive(&r->lock);
+    if (r->stopping) {
+        r->stats.refused_messages++;
+        r->stats.refused_bytes += m.size;
+        r->stats.refused_closing++;
+        ReleaseSRWLockExclusive(&r->lock);
+        return FALSE;
+    }
+    append(r, &m);
+    WakeAllConditionVariable(&r->changed);
+    while (!m.replied) {
+        /* Once Python holds the message it must answer before m leaves this stack frame. */
+        if (r->stopping && !m.taken) {
+            unlink_message(r, &m);
+            r->stats.dropped_messages++;
+            r->stats.dropped_bytes += m.size;
+            break;
+        }
+        SleepConditionVariableSRW(&r->changed, &r->lock, INFINITE, 0);
+    }
+    if (m.replied)
+        result = (LRESULT)m.result;
+    ReleaseSRWLockExclusive(&r->lock);
+    return result;
+}
+
+static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
+{
+    cd_message *m;
+    size_t size;
+    int full, stopping;
+
+    if (cds == NULL) {
+        refuse(r, &r->stats.refused_malformed, 0);
+        return FALSE;
+    }
+    size = cds->cbData;
+    if (size != 0 && cds->lpData == NULL) {
+        refuse(r, &r->stats.refused_malformed, size);
+        return FALSE;
+    }
+    if (size > r->config.max_message_size) {
+        refuse(r, &r->stats.refused_too_large, size);
+        return FALSE;
+    }
+    if (r->config.sync)
+        return hand_over_and_wait(r, wparam, cds);
+
+    /* Only this thread adds to the queue, so room seen here is still there after the copy. */
+    AcquireSRWLockShared(&r->lock);
+    stopping = r->stopping;
+    full = r->stats.queued_messages >= r->config.max_queue_messages
+           || size > r->config.max_queue_bytes - r->stats.queued_bytes;
+    ReleaseSRWLockShared(&r->lock);
+    if (stopping) {
+        refuse(r, &r->stats.refused_closing, size);
+        return FALSE;
+    }
+    if (full) {
+        refuse(r, &r->stats.refused_queue_full, size);
+        return FALSE;
+    }
+    m = (cd_message *)malloc(sizeof *m + size);
+    if (m == NULL) {
+        refuse(r, &r->stats.refused_queue_full, size);
+        return FALSE;
+    }
+    memset(m, 0, sizeof *m);
+    m->tag = (uint64_t)cds->dwData;
+    m->sender = (uint64_t)wparam;
+    m->size = size;
+    m->data = (const char *)(m + 1);
+    if (size)
+        memcpy(m + 1, cds->lpData, size);
+
+    AcquireSRWLockExclusive(&r->lock);
+    append(r, m);
+    WakeAllConditionVariable(&r->changed);
+    ReleaseSRWLockExclusive(&r->lock);
+    return TRUE;
+}
+
+static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam, LPARAM lparam)
+{
+    cd_receiver *r = (cd_receiver *)GetWindowLongPtrW(hwnd, GWLP_USERDATA);
+    int stopping;
+
+    switch (msg) {
+    case WM_NCCREATE:
+        SetWindowLongPtrW(hwnd, GWLP_USERDATA, (LONG_PTR)((CREATESTRUCTW *)lparam)->lpCreateParams);
+        break;
+    case WM_COPYDATA:
+        return r ? accept_copydata(r, wparam, (const COPYDATASTRUCT *)lparam) : FALSE;
+    case WM_CLOSE:
+        /* Any process can post WM_CLOSE to a window; only our own close may end this one. */
+        if (r) {
+            AcquireSRWLockShared(&r->lock);
+            stopping = r->stopping;
+            ReleaseSRWLockShared(&r->lock);
+            if (stopping)
+                DestroyWindow(hwnd);
+        }
+        return 0;
+    case WM_DESTROY:
+        PostQuitMessage(0);
+        return 0;
+    }
+    return DefWindowProcW(hwnd, msg, wparam, lparam);
+}
+
+static HINSTANCE this_module(void)
+{
+    HMODULE module = NULL;
+    GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                       (LPCWSTR)(void *)receiver_window_proc, &module);
+    return module;
+}
+
+static HWND create_receiver_window(cd_receiver *r, DWORD *error)
+{
+    WNDCLASSEXW wc;
+    HINSTANCE instance = this_module();
+    HWND hwnd;
+
+    memset(&wc, 0, sizeof wc);
+    wc.cbSize = sizeof wc;
+    wc.lpfnWndProc = receiver_window_proc;
+    wc.hInstance = instance;
+    wc.lpszClassName = CD_CLASS_NAME;
+    if (!RegisterClassExW(&wc) && GetLastError() != ERROR_CLASS_ALREADY_EXISTS) {
+        *error = GetLastError();
+        return NULL;
+    }
+    hwnd = CreateWindowExW(0, CD_CLASS_NAME, NULL, 0, 0, 0, 0, 0, HWND_MESSAGE, NULL, instance, r);
+    if (hwnd == NULL)
+        *error = GetLastError();
+    return hwnd;
+}
+
+static DWORD WINAPI pump_thread(LPVOID parameter)
+{
+    cd_receiver *r = (cd_receiver *)parameter;
+    DWORD error = 0;
+    HWND hwnd = create_receiver_window(r, &error);
+    MSG msg;
+    BOOL got;
+
+    AcquireSRWLockExclusive(&r->lock);
+    r->hwnd = hwnd;
+    r->open_error = error;
+    r->window_state = hwnd ? 1 : -1;
+    WakeAllConditionVariable(&r->changed);
+    ReleaseSRWLockExclusive(&r->lock);
+    if (hwnd == NULL)
+        return 1;
+
+    while ((got = GetMessageW(&msg, NULL, 0, 0)) != 0) {
+        if (got == -1) {
+            /* Counted for Python to log; the window must go on serving. */
+            AcquireSRWLockExclusive(&r->lock);
+            r->stats.pump_errors++;
+            ReleaseSRWLockExclusive(&r->lock);
+            Sleep(1);
+            continue;
+        }
+        DispatchMessageW(&msg);
+    }
+    return 0;
+}
+
+int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error)
+{
+    cd_receiver *r;
+
+    *receiver = NULL;
+    *win32_error = 0;
+    if (config->max_queue_messages == 0 || config->max_message_size > MAXDWORD
+        || config->max_message_size > config->max_queue_bytes)
+        return CD_INVALID;
+    r = (cd_receiver *)calloc(1, sizeof *r);
+    if (r == NULL)
+        return CD_NO_MEMORY;
+    r->config = *config;
+    InitializeSRWLock(&r->lock);
+    InitializeConditionVariable(&r->changed);
+
+    r->thread = CreateThread(NULL, 0, pump_thread, r, 0, &r->thread_id);
+    if (r->thread == NULL) {
+        *win32_error = GetLastError();
+        free(r);
+        return CD_WIN32_ERROR;
+    }
+    AcquireSRWLockExclusive(&r->lock);
+    while (r->window_state == 0)
+        SleepConditionVariableSRW(&r->changed, &r->lock, INFINITE, 0);
+    ReleaseSRWLockExclusive(&r->lock);
+    if (r->window_state < 0) {
+        WaitForSingleObject(r->thread, INFINITE);
+        CloseHandle(r->thread);
+        *win32_error = r->open_error;
+        free(r);
+        return CD_WIN32_ERROR;
+    }
+    *receiver = r;
+    return CD_OK;
+}
+
+uint64_t cd_receiver_hwnd(const cd_receiver *receiver)
+{
+    return (uint64_t)(uintptr_t)receiver->hwnd;
+}
+
+int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_message **first)
+{
+    ULONGLONG start = GetTickCount64();
+    cd_message *last;
+    size_t count;
+
+    *first = NULL;
+    if (max_count == 0)
+        return CD_INVALID;
+    if (r->config.sync)
+        max_count = 1;
+    AcquireSRWLockExclusive(&r->lock);
+    while (r->head == NULL) {
+        DWORD wait = CD_WAIT_FOREVER;
+        if (r->closed) {
+            ReleaseSRWLockExclusive(&r->lock);
+            return CD_CLOSED;
+        }
+        if (timeout_ms != CD_WAIT_FOREVER) {
+            ULONGLONG elapsed = GetTickCount64() - start;
+            if (elapsed >= timeout_ms) {
+                ReleaseSRWLockExclusive(&r->lock);
+                return CD_TIMEOUT;
+            }
+            wait = (DWORD)(timeout_ms - elapsed);
+        }
+        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
+    }
+    last = r->head;
+    last->taken = 1;
+    r->stats.queued_bytes -= last->size;
+    for (count = 1; count < max_count && last->next; count++) {
+        last = last->next;
+        last->taken = 1;
+        r->stats.queued_bytes -= last->size;
+    }
+    r->stats.queued_messages -= count;
+    *first = r->head;
+    r->head = last->next;
+    if (r->head == NULL)
+        r->tail = NULL;
+    last->next = NULL;
+    ReleaseSRWLockExclusive(&r->lock);
+    return CD_OK;
+}
+
+void cd_messages_free(cd_message *first)
+{
+    while (first) {
+        cd_message *next = first->next;
+        free(first);
+        first = next;
+    }
+}
+
+void cd_receiver_reply(cd_receiver *r, cd_message *message, intptr_t result)
+{
+    AcquireSRWLockExclusive(&r->lock);
+    message->result = result;
+    message->replied = 1;
+    WakeAllConditionVariable(&r->changed);
+    ReleaseSRWLockExclusive(&r->lock);
+    /* The window procedure may return now, and message with it: do not touch it again. */
+}
+
+void cd_receiver_stats(cd_receiver *r, cd_stats *stats)
+{
+    AcquireSRWLockShared(&r->lock);
+    *stats = r->stats;
+    ReleaseSRWLockShared(&r->lock);
+}
+
+void cd_receiver_close(cd_receiver *r)
+{
+    HANDLE thread;
+    HWND hwnd;
+
+    AcquireSRWLockExclusive(&r->lock);
+    r->stopping = 1;
+    thread = r->thread;
+    hwnd = r->hwnd;
+    r->thread = NULL;
+    WakeAllConditionVariable(&r->changed);
+    ReleaseSRWLockExclusive(&r->lock);
+
+    if (thread) {
+        if (!PostMessageW(hwnd, WM_CLOSE, 0, 0))
+            PostThreadMessageW(r->thread_id, WM_QUIT, 0, 0);
+        WaitForSingleObject(thread, INFINITE);
+        CloseHandle(thread);
+    }
+
+    AcquireSRWLockExclusive(&r->lock);
+    r->closed = 1;
+    r->hwnd = NULL;
+    WakeAllConditionVariable(&r->changed);
+    ReleaseSRWLockExclusive(&r->lock);
+}
+
+void cd_receiver_discard(cd_receiver *r)
+{
+    cd_message *first;
+
+    AcquireSRWLockExclusive(&r->lock);
+    first = r->head;
+    r->head = r->tail = NULL;
+    r->stats.dropped_messages += r->stats.queued_messages;
+    r->stats.dropped_bytes += r->stats.queued_bytes;
+    r->stats.queued_messages = 0;
+    r->stats.queued_bytes = 0;
+    ReleaseSRWLockExclusive(&r->lock);
+    /* Sync-mode messages live on the pump thread's stack and are gone once it has ended. */
+    if (!r->config.sync)
+        cd_messages_free(first);
+}
+
+void cd_receiver_free(cd_receiver *r)
+{
+    if (r == NULL)
+        return;
+    cd_receiver_close(r);
+    cd_receiver_discard(r);
+    free(r);
+}

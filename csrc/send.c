@@ -1,0 +1,36 @@
+/* Sending one WM_COPYDATA straight from the caller's buffer. */
+#include <windows.h>
+
+#include "copydata.h"
+
+int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
+            uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error)
+{
+    HWND hwnd = (HWND)(uintptr_t)target;
+    COPYDATASTRUCT cds;
+    DWORD_PTR answer = 0;
+    DWORD error;
+
+    *result = 0;
+    *win32_error = 0;
+    if (size > MAXDWORD)
+        return CD_INVALID;
+    cds.dwData = (ULONG_PTR)tag;
+    cds.cbData = (DWORD)size;
+    cds.lpData = (PVOID)data;
+
+    SetLastError(0);
+    if (SendMessageTimeoutW(hwnd, WM_COPYDATA, (WPARAM)(uintptr_t)sender, (LPARAM)&cds, flags,
+                            timeout_ms, &answer)) {
+        *result = (intptr_t)answer;
+        return CD_OK;
+    }
+    error = GetLastError();
+    *win32_error = error;
+    /* Windows may report a vanished target as a timeout, even with error 0. */
+    if (!IsWindow(hwnd))
+        return CD_TARGET_GONE;
+    if (error == ERROR_TIMEOUT || error == 0)
+        return CD_TIMEOUT;
+    return CD_WIN32_ERROR;
+}

