@@ -196,19 +196,27 @@ def end_wine_processes() -> None:
 
 # --- commands -------------------------------------------------------------------------------
 
+PASSTHROUGH_COMMANDS = {
+    "test": "run the test suite (arguments go to pytest)",
+    "python": "run the Windows Python (arguments go to it)",
+    "demo": "stream messages from one process to another (arguments go to the demo)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="winenv.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup", help="install what is missing")
     build_parser = commands.add_parser("build", help="cross-compile copydata/_core.pyd")
     build_parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    for name, text in [("test", "run the test suite (arguments go to pytest)"),
-                       ("python", "run the Windows Python (arguments go to it)"),
-                       ("demo", "stream messages from one process to another")]:
-        command = commands.add_parser(name, help=text)
-        command.add_argument("args", nargs=argparse.REMAINDER)
-    options = parser.parse_args(argv)
+    for name, text in PASSTHROUGH_COMMANDS.items():
+        commands.add_parser(name, help=text, add_help=False)
+    # Everything after a pass-through command is its own, options included.
+    split = 1 if argv and argv[0] in PASSTHROUGH_COMMANDS else len(argv)
+    options = parser.parse_args(argv[:split])
+    options.args = argv[split:]
 
     try:
         if options.command == "setup":

@@ -1,0 +1,169 @@
+"""Shared test fixtures: peers in their own processes, and counts of handles and threads."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.wintypes
+import itertools
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+PEER_SCRIPT = Path(__file__).with_name("peer.py")
+_names = itertools.count()
+
+
+class Peer:
+    """A peer process (tests/peer.py) whose JSON reports are read with a timeout."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.process = subprocess.Popen(
+            [sys.executable, str(PEER_SCRIPT), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8",
+        )
+        self.reports: queue.Queue[dict | None] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.reports.put(json.loads(line))
+        self.reports.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self.stderr.extend(self.process.stderr)
+
+    def read(self, timeout: float = 60) -> dict:
+        """The next report; fails the test if none comes in time or the peer ended."""
+        try:
+            item = self.reports.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"peer {self.args} sent no report within {timeout} s; stderr: {''.join(self.stderr)}")
+        if item is None:
+            self.process.wait(timeout=10)
+            pytest.fail(f"peer {self.args} ended (exit code {self.process.returncode}); "
+                        f"stderr: {''.join(self.stderr)}")
+        return item
+
+    def wait_ready(self) -> int:
+        return self.read()["ready"]
+
+    def finish(self, timeout: float = 60) -> list[dict]:
+        """Close the peer's stdin, wait for it to exit cleanly, and return its last reports."""
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"peer {self.args} did not exit within {timeout} s")
+        rest = []
+        while (item := self.reports.get(timeout=10)) is not None:
+            rest.append(item)
+        assert code == 0, f"peer {self.args} exited with {code}; stderr: {''.join(self.stderr)}"
+        return rest
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def start_peer() -> Iterator:
+    """start_peer(*args) -> Peer; every peer still running at the end of the test is killed."""
+    peers: list[Peer] = []
+
+    def start(*args: str) -> Peer:
+        peer = Peer(*args)
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.kill()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A receiver name that no other test or test run uses."""
+    return f"copydata-test-{os.getpid()}-{next(_names)}-{request.node.name}"[:128]
+
+
+# --- counting what a process holds ----------------------------------------------------------
+
+_kernel32 = ctypes.WinDLL("kernel32", use_last_error=True) if sys.platform == "win32" else None
+TH32CS_SNAPTHREAD = 0x4
+
+
+class THREADENTRY32(ctypes.Structure):
+    _fields_ = [("dwSize", ctypes.wintypes.DWORD), ("cntUsage", ctypes.wintypes.DWORD),
+                ("th32ThreadID", ctypes.wintypes.DWORD), ("th32OwnerProcessID", ctypes.wintypes.DWORD),
+                ("tpBasePri", ctypes.wintypes.LONG), ("tpDeltaPri", ctypes.wintypes.LONG),
+                ("dwFlags", ctypes.wintypes.DWORD)]
+
+
+class SYSTEM_HANDLE_TABLE_ENTRY_INFO_EX(ctypes.Structure):
+    _fields_ = [("Object", ctypes.c_void_p), ("UniqueProcessId", ctypes.c_size_t),
+                ("HandleValue", ctypes.c_size_t), ("GrantedAccess", ctypes.wintypes.ULONG),
+                ("CreatorBackTraceIndex", ctypes.wintypes.USHORT), ("ObjectTypeIndex", ctypes.wintypes.USHORT),
+                ("HandleAttributes", ctypes.wintypes.ULONG), ("Reserved", ctypes.wintypes.ULONG)]
+
+
+SystemExtendedHandleInformation = 64
+STATUS_INFO_LENGTH_MISMATCH = 0xC0000004
+
+
+def process_handle_count() -> int:
+    """Handles this process holds, from the system's handle table.
+
+    GetProcessHandleCount answers 0 under Wine 8.0, so it cannot show a leak there;
+    NtQuerySystemInformation lists every handle, on Windows and under Wine alike.
+    """
+    ntdll = ctypes.WinDLL("ntdll")
+    size = 1 << 20
+    while True:
+        buffer = ctypes.create_string_buffer(size)
+        status = ntdll.NtQuerySystemInformation(SystemExtendedHandleInformation, buffer, size, None)
+        status &= 0xFFFFFFFF
+        if status == STATUS_INFO_LENGTH_MISMATCH:
+            size *= 2
+            continue
+        if status != 0:
+            raise OSError(f"NtQuerySystemInformation failed with NTSTATUS {status:#x}")
+        count = ctypes.c_size_t.from_buffer(buffer).value
+        # SYSTEM_HANDLE_INFORMATION_EX: two ULONG_PTRs, then the entries
+        entries = (SYSTEM_HANDLE_TABLE_ENTRY_INFO_EX * count).from_buffer(buffer, 2 * ctypes.sizeof(ctypes.c_size_t))
+        return sum(1 for entry in entries if entry.UniqueProcessId == os.getpid())
+
+
+def os_thread_count() -> int:
+    """Threads of this process as Windows counts them (the C pump threads included)."""
+    _kernel32.CreateToolhelp32Snapshot.restype = ctypes.wintypes.HANDLE
+    snapshot = _kernel32.CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0)
+    if snapshot in (None, ctypes.wintypes.HANDLE(-1).value):
+        raise ctypes.WinError(ctypes.get_last_error())
+    try:
+        entry = THREADENTRY32()
+        entry.dwSize = ctypes.sizeof(entry)
+        count = 0
+        more = _kernel32.Thread32First(ctypes.wintypes.HANDLE(snapshot), ctypes.byref(entry))
+        while more:
+            if entry.th32OwnerProcessID == os.getpid():
+                count += 1
+            more = _kernel32.Thread32Next(ctypes.wintypes.HANDLE(snapshot), ctypes.byref(entry))
+        return count
+    finally:
+        _kernel32.CloseHandle(ctypes.wintypes.HANDLE(snapshot))

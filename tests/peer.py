@@ -1,0 +1,151 @@
+"""A second process for the tests: receives or sends WM_COPYDATA and reports in JSON lines.
+
+    python peer.py serve [NAME] [--sync-sleep S] [--max-message-size N]
+    python peer.py send TARGET TAG:SIZE:SEED ...
+    python peer.py burst TARGET COUNT
+    python peer.py pywin32-serve
+    python peer.py pywin32-send TARGET TAG:SIZE:SEED ...
+
+Every report is one JSON object on stdout. A serving peer first reports {"ready": hwnd},
+then one {"tag", "size", "sha256", "sender"} per message, and ends when stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import struct
+import sys
+import time
+
+QUIT_TAG = 0xC0DA_0001  # tells a pywin32 peer to end its message loop
+
+
+def payload(size: int, seed: int) -> bytes:
+    """The bytes a test expects for (size, seed), the same in every process."""
+    return random.Random(seed).randbytes(size)
+
+
+def report(**fields: object) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def describe(tag: int, data: bytes, sender: int) -> dict:
+    return {"tag": tag, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sender": sender}
+
+
+def parse_specs(specs: list[str]) -> list[tuple[int, int, int]]:
+    return [tuple(int(part) for part in spec.split(":")) for spec in specs]  # type: ignore[misc]
+
+
+def parse_target(text: str) -> int | str:
+    return int(text, 0) if text[:1].isdigit() else text
+
+
+def serve(options: argparse.Namespace) -> None:
+    import copydata
+
+    def on_message(message: copydata.Message) -> int:
+        report(**describe(message.tag, message.data, message.sender))
+        if options.sync_sleep:
+            time.sleep(options.sync_sleep)
+        return 1
+
+    with copydata.Receiver(options.name, on_message=on_message, sync=options.sync_sleep > 0,
+                           max_message_size=options.max_message_size) as receiver:
+        report(ready=receiver.hwnd)
+        sys.stdin.read()  # until the test closes our stdin
+    report(stats=receiver.stats._asdict())
+
+
+def send(options: argparse.Namespace) -> None:
+    import copydata
+
+    for tag, size, seed in parse_specs(options.specs):
+        try:
+            result = copydata.send(parse_target(options.target), payload(size, seed), tag=tag)
+            report(result=result)
+        except copydata.CopyDataError as error:
+            report(error=type(error).__name__, message=str(error))
+
+
+def burst(options: argparse.Namespace) -> None:
+    import copydata
+
+    target = copydata.find(options.target) if not options.target[:1].isdigit() else int(options.target, 0)
+    started = time.perf_counter()
+    for sequence in range(options.count):
+        copydata.send(target, struct.pack("<Q", sequence) * 8, tag=sequence)
+    report(sent=options.count, seconds=time.perf_counter() - started)
+
+
+def pywin32_serve(options: argparse.Namespace) -> None:
+    import win32api
+    import win32con
+    import win32gui
+
+    def window_proc(hwnd: int, msg: int, wparam: int, lparam: int) -> int:
+        if msg == win32con.WM_COPYDATA:
+            # COPYDATASTRUCT on 64-bit Windows: ULONG_PTR dwData, DWORD cbData, PVOID lpData
+            tag, size, address = struct.unpack("<QL4xQ", win32gui.PyGetMemory(lparam, 24))
+            data = bytes(win32gui.PyGetMemory(address, size)) if size else b""
+            if tag == QUIT_TAG:
+                win32gui.PostQuitMessage(0)
+            else:
+                report(**describe(tag, data, wparam))
+            return 1
+        return win32gui.DefWindowProc(hwnd, msg, wparam, lparam)
+
+    window_class = win32gui.WNDCLASS()
+    window_class.lpszClassName = "copydata-tests-pywin32-peer"
+    window_class.lpfnWndProc = window_proc
+    window_class.hInstance = win32api.GetModuleHandle(None)
+    atom = win32gui.RegisterClass(window_class)
+    hwnd = win32gui.CreateWindow(atom, "pywin32 peer", 0, 0, 0, 0, 0, win32con.HWND_MESSAGE, 0,
+                                 window_class.hInstance, None)
+    report(ready=hwnd)
+    win32gui.PumpMessages()
+    win32gui.DestroyWindow(hwnd)
+    report(done=True)
+
+
+def pywin32_send(options: argparse.Namespace) -> None:
+    import win32con
+    import win32gui
+
+    target = parse_target(options.target)
+    for tag, size, seed in parse_specs(options.specs):
+        data = payload(size, seed)
+        buffer = bytearray(data) or bytearray(1)
+        address, _ = win32gui.PyGetBufferAddressAndLen(buffer)
+        copydatastruct = struct.pack("<QL4xQ", tag, len(data), address)
+        result = win32gui.SendMessage(target, win32con.WM_COPYDATA, 0, copydatastruct)
+        report(result=result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve")
+    serve_parser.add_argument("name", nargs="?")
+    serve_parser.add_argument("--sync-sleep", type=float, default=0.0)
+    serve_parser.add_argument("--max-message-size", type=int, default=2_000_000)
+    for name in ("send", "pywin32-send"):
+        command = commands.add_parser(name)
+        command.add_argument("target")
+        command.add_argument("specs", nargs="+")
+    burst_parser = commands.add_parser("burst")
+    burst_parser.add_argument("target")
+    burst_parser.add_argument("count", type=int)
+    commands.add_parser("pywin32-serve")
+    options = parser.parse_args()
+    handlers = {"serve": serve, "send": send, "burst": burst,
+                "pywin32-serve": pywin32_serve, "pywin32-send": pywin32_send}
+    handlers[options.command](options)
+
+
+if __name__ == "__main__":
+    main()
