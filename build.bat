@@ -1,0 +1,16 @@
+@echo off
+rem Build and install copydata with this machine's compiler (MSVC, through setuptools and
+rem cffi), then run the test suite against the installed package. Arguments go to pytest.
+setlocal
+cd /d "%~dp0"
+
+python -m pip install --upgrade pip || exit /b 1
+python -m pip install ".[tests]" || exit /b 1
+
+rem From inside tests\, "import copydata" finds the installed package, not the source tree
+rem (which has no compiled _core).
+pushd tests
+python -m pytest -c ..\pyproject.toml --rootdir .. %*
+set result=%ERRORLEVEL%
+popd
+exit /b %result%
