@@ -23,18 +23,23 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
         "Install with 'pip install .', or build with 'python3 tools/winenv.py build' under Wine."
     ) from error
 
+from ._codecs import BytesCodec, Codec, JsonCodec, PickleCodec, TextCodec, Utf16Codec
 from ._errors import (
+    ChannelFull,
     CopyDataError,
     MessageTooLarge,
     NameInUse,
     ReceiverClosed,
     Rejected,
     RecvTimeout,
+    RequestFailed,
+    RequestTimeout,
     SendFailed,
     SendTimeout,
     TargetNotFound,
 )
 from ._receiver import MAX_MESSAGE_SIZE, Message, Receiver, ReceiverStats
+from ._request import arequest, request
 from ._send import (
     DEFAULT_TIMEOUT,
     SMTO_ABORTIFHUNG,
@@ -42,15 +47,21 @@ from ._send import (
     SMTO_ERRORONEXIT,
     SMTO_NORMAL,
     SMTO_NOTIMEOUTIFNOTHUNG,
+    asend,
+    broadcast,
     find,
+    find_window,
     send,
+    subscribers,
 )
 from ._version import __version__
 
 __all__ = [
-    "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected", "RecvTimeout",
-    "SendFailed", "SendTimeout", "TargetNotFound",
-    "MAX_MESSAGE_SIZE", "Message", "Receiver", "ReceiverStats",
+    "BytesCodec", "Codec", "JsonCodec", "PickleCodec", "TextCodec", "Utf16Codec",
+    "ChannelFull", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
+    "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TargetNotFound",
+    "MAX_MESSAGE_SIZE", "Message", "Receiver", "ReceiverStats", "arequest", "request",
     "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
-    "SMTO_NOTIMEOUTIFNOTHUNG", "find", "send", "__version__",
+    "SMTO_NOTIMEOUTIFNOTHUNG", "asend", "broadcast", "find", "find_window", "send", "subscribers",
+    "__version__",
 ]

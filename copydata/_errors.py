@@ -45,3 +45,19 @@ class ReceiverClosed(CopyDataError):
 
 class RecvTimeout(CopyDataError, TimeoutError):
     """No message arrived within the timeout given to ``recv``."""
+
+
+class ChannelFull(CopyDataError):
+    """The channel already has as many live subscribers as it can list."""
+
+
+class RequestTimeout(CopyDataError, TimeoutError):
+    """No reply to a request arrived within the timeout."""
+
+
+class RequestFailed(CopyDataError):
+    """The replying side raised while handling the request; ``remote_error`` says what."""
+
+    def __init__(self, message: str, remote_error: str) -> None:
+        super().__init__(message)
+        self.remote_error = remote_error

@@ -21,7 +21,6 @@ ffibuilder.set_source(
     sources=SOURCES,
     include_dirs=["csrc"],
     libraries=["user32", "kernel32", "advapi32"],
-    define_macros=[("UNICODE", None), ("_UNICODE", None), ("WIN32_LEAN_AND_MEAN", None)],
     # One build serves every CPython from 3.9 on; free-threaded builds have no limited API.
     py_limited_api=not sysconfig.get_config_var("Py_GIL_DISABLED"),
 )
@@ -30,11 +29,14 @@ ffibuilder.cdef(
     """
 #define CD_MAX_NAME_LENGTH ...
 #define CD_WAIT_FOREVER ...
+#define CD_CHANNEL_SLOTS ...
 
 enum cd_status {
     CD_OK, CD_TIMEOUT, CD_CLOSED, CD_TARGET_GONE, CD_WIN32_ERROR, CD_NO_MEMORY,
-    CD_NAME_IN_USE, CD_NOT_FOUND, CD_INVALID
+    CD_NAME_IN_USE, CD_NOT_FOUND, CD_INVALID, CD_FULL
 };
+
+enum cd_registry_kind { CD_REGISTRY_NAME, CD_REGISTRY_CHANNEL };
 
 typedef struct cd_message {
     struct cd_message *next;
@@ -66,10 +68,11 @@ typedef struct cd_receiver_config {
     size_t max_queue_messages;
     size_t max_queue_bytes;
     int sync;
+    int allow_lower_integrity;
 } cd_receiver_config;
 
 typedef struct cd_receiver cd_receiver;
-typedef struct cd_name_registration cd_name_registration;
+typedef struct cd_registration cd_registration;
 
 int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error);
 uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
@@ -84,10 +87,12 @@ void cd_receiver_free(cd_receiver *receiver);
 int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
             uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error);
 
-int cd_name_publish(const wchar_t *name, uint64_t hwnd, cd_name_registration **registration,
-                    uint32_t *win32_error);
-void cd_name_withdraw(cd_name_registration *registration);
-int cd_name_lookup(const wchar_t *name, uint64_t *hwnd, uint32_t *process_id, uint32_t *win32_error);
+int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registration **registration,
+                      uint32_t *win32_error);
+void cd_registry_withdraw(cd_registration *registration);
+int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t capacity, uint32_t *found,
+                     uint32_t *win32_error);
+int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);
 """
 )
 

@@ -2,43 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import threading
-from typing import Callable, Iterator, NamedTuple
+import time
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple, Optional
 
-from . import _checks
+from . import _checks, _codecs, _envelope
 from ._core import ffi, lib
-from ._errors import CopyDataError, NameInUse, ReceiverClosed, RecvTimeout
+from ._errors import ChannelFull, CopyDataError, NameInUse, ReceiverClosed, RecvTimeout
 from ._win32 import describe_error
 
 logger = logging.getLogger("copydata")
 
-#: The largest payload one WM_COPYDATA carries by default, on both sides. Wine 8.0 fails
+#: The largest payload one WM_COPYDATA carries by default, on both sides. Wine 8.0 breaks on
 #: cross-process messages of 2 MiB and more, so the default stays under that everywhere.
 MAX_MESSAGE_SIZE = 2_000_000
 DEFAULT_MAX_QUEUE_MESSAGES = 100_000
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
 DEFAULT_BATCH_SIZE = 256
-# recv() waits in slices so that Ctrl-C reaches a main thread blocked in it.
-_WAIT_SLICE_MS = 250
+DEFAULT_REPLY_TIMEOUT = 5.0
+# recv() waits in slices so that Ctrl-C reaches a main thread blocked in it, and so that an
+# arecv() cancelled by asyncio stops waiting soon.
+_WAIT_SLICE_MS = 100
+# Warnings about refused messages: at most one a second per receiver, whatever a sender does.
+_WARNING_INTERVAL = 1.0
 
 
 class Message(NamedTuple):
-    """One received WM_COPYDATA."""
+    """One received message."""
 
     tag: int
     """``dwData``: the sender's number for the kind of message."""
-    data: bytes
-    """``lpData[0:cbData]``: the payload, copied."""
+    data: Any
+    """The payload: ``bytes`` (a copy), or what the codec decoded from it."""
     sender: int
     """``wParam``: the window the sender names as its own, 0 if none. Nothing verifies it."""
+    codec: str = "bytes"
+    """The codec that decoded ``data`` ("bytes" when it is the payload itself)."""
+    request_id: Optional[int] = None
+    """Set when the sender called ``copydata.request`` and waits for a reply."""
+
+    @property
+    def is_request(self) -> bool:
+        return self.request_id is not None
 
 
 class ReceiverStats(NamedTuple):
-    """Counts kept by the window procedure since the receiver opened."""
+    """Counts since the receiver opened."""
 
     received_messages: int
-    """Accepted into the queue (the sender was answered 1)."""
+    """Accepted into the queue by the window procedure (the sender was answered 1)."""
     received_bytes: int
     refused_messages: int
     """Answered 0: too large, queue full, malformed, or arriving while closing."""
@@ -55,24 +70,37 @@ class ReceiverStats(NamedTuple):
     queued_bytes: int
     pump_errors: int
     """Times GetMessageW failed and the window went on."""
+    refused_pickle: int = 0
+    """Pickled messages not delivered because the receiver does not allow pickle."""
+    undecodable: int = 0
+    """Payloads the codec could not decode; delivered as bytes with ``codec == "bytes"``."""
+    stray_replies: int = 0
+    """Replies that matched no waiting request."""
 
 
 class Receiver:
     """A window that other processes send WM_COPYDATA to.
 
     With ``on_message``, every message is passed to it, in arrival order, on one dispatch
-    thread; without it, the receiver is a queue read with :meth:`recv` or by iteration.
+    thread; without it, the receiver is a queue read with :meth:`recv`, :meth:`arecv` or by
+    iteration (``for`` and ``async for``).
 
     The window procedure copies each payload into a bounded queue in C and answers the sender
     at once (``send`` returns 1), so a slow callback never holds a sender up; a message that
     does not fit (``max_message_size``, ``max_queue_messages``, ``max_queue_bytes``) is
     answered 0 and counted in :attr:`stats`, and nothing already queued is lost.
 
-    With ``sync=True``, the sender waits while ``on_message`` runs, and an int it returns is
-    what ``send`` returns (``None`` answers 1; an exception answers 0).
+    ``sync=True``: the sender waits while ``on_message`` runs, and an int it returns is what
+    ``send`` returns (``None`` answers 1; an exception answers 0).
+
+    ``codec`` decodes payloads that come without an envelope (from plain ``send`` or foreign
+    programs); enveloped payloads say their own codec. ``raw=True`` turns envelope decoding
+    off. Pickled payloads are refused and counted unless ``allow_pickle=True``.
 
     ``name`` publishes the window so that ``send("name", ...)`` and :func:`copydata.find`
-    reach it; two live receivers cannot hold one name (:class:`NameInUse`).
+    reach it (two live receivers cannot hold one name: :class:`NameInUse`); ``channels``
+    subscribes it to :func:`copydata.broadcast`. ``allow_lower_integrity=True`` lets
+    processes of lower integrity (UIPI) send WM_COPYDATA to it.
     """
 
     def __init__(
@@ -81,13 +109,22 @@ class Receiver:
         *,
         on_message: Callable[[Message], object] | None = None,
         sync: bool = False,
+        codec: _codecs.CodecSpec = "bytes",
+        raw: bool = False,
+        allow_pickle: bool = False,
+        channels: Iterable[str] = (),
+        allow_lower_integrity: bool = False,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_queue_messages: int = DEFAULT_MAX_QUEUE_MESSAGES,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
     ) -> None:
         if name is not None:
             _checks.receiver_name(name)
+        if isinstance(channels, str):
+            raise TypeError("channels must be a list of channel names, not a str")
+        channel_names = list(dict.fromkeys(_checks.receiver_name(channel) for channel in channels))
         if on_message is not None and not callable(on_message):
             raise TypeError(f"on_message must be callable, not {type(on_message).__name__}")
         if sync and on_message is None:
@@ -96,19 +133,31 @@ class Receiver:
         _checks.positive_size(max_queue_messages, "max_queue_messages")
         _checks.positive_size(max_queue_bytes, "max_queue_bytes")
         _checks.positive_size(batch_size, "batch_size", most=1 << 20)
+        _checks.timeout_ms(reply_timeout)
         if max_message_size > max_queue_bytes:
             raise ValueError(f"max_message_size ({max_message_size}) cannot exceed max_queue_bytes "
                              f"({max_queue_bytes}): such a message could never be queued")
 
         self._name = name
+        self._channels = tuple(channel_names)
         self._on_message = on_message
         self._sync = bool(sync)
+        self._codec = _codecs.resolve(codec)
+        self._codec_name = _codecs.name_of(self._codec)
+        self._plain_bytes = isinstance(self._codec, _codecs.BytesCodec)
+        self._raw = bool(raw)
+        self._allow_pickle = bool(allow_pickle)
         self._batch_size = batch_size
+        self._reply_timeout = reply_timeout
+        self._max_message_size = max_message_size
         self._state_lock = threading.Lock()
         self._closed = False
         self._close_requested = False
+        self._pushed_back: collections.deque[Message] = collections.deque()
+        self._counts = collections.Counter()
         self._pump_errors_seen = 0
-        self._registration = ffi.NULL
+        self._last_warning = 0.0
+        self._registrations: list[object] = []
         self._dispatcher: threading.Thread | None = None
 
         config = ffi.new("cd_receiver_config *", {
@@ -116,6 +165,7 @@ class Receiver:
             "max_queue_messages": max_queue_messages,
             "max_queue_bytes": max_queue_bytes,
             "sync": int(self._sync),
+            "allow_lower_integrity": int(bool(allow_lower_integrity)),
         })
         handle = ffi.new("cd_receiver **")
         error = ffi.new("uint32_t *")
@@ -126,7 +176,9 @@ class Receiver:
         self._hwnd = int(lib.cd_receiver_hwnd(self._handle))
         try:
             if name is not None:
-                self._publish(name)
+                self._register(lib.CD_REGISTRY_NAME, name)
+            for channel in self._channels:
+                self._register(lib.CD_REGISTRY_CHANNEL, channel)
             if on_message is not None:
                 self._dispatcher = threading.Thread(
                     target=self._dispatch, name=f"copydata-dispatch-{self._hwnd:#x}", daemon=True)
@@ -135,15 +187,18 @@ class Receiver:
             self.close()
             raise
 
-    def _publish(self, name: str) -> None:
-        registration = ffi.new("cd_name_registration **")
+    def _register(self, kind: int, name: str) -> None:
+        registration = ffi.new("cd_registration **")
         error = ffi.new("uint32_t *")
-        status = lib.cd_name_publish(name, self._hwnd, registration, error)
+        status = lib.cd_registry_claim(kind, name, self._hwnd, registration, error)
         if status == lib.CD_NAME_IN_USE:
             raise NameInUse(f"a live receiver already holds the name {name!r}")
+        if status == lib.CD_FULL:
+            raise ChannelFull(f"channel {name!r} already has {lib.CD_CHANNEL_SLOTS} live subscribers")
         if status != lib.CD_OK:
-            raise CopyDataError(f"could not publish the name {name!r}: {describe_error(status, error[0])}")
-        self._registration = registration[0]
+            what = "name" if kind == lib.CD_REGISTRY_NAME else "channel"
+            raise CopyDataError(f"could not register the {what} {name!r}: {describe_error(status, error[0])}")
+        self._registrations.append(registration[0])
 
     # --- properties ---------------------------------------------------------------------
 
@@ -157,15 +212,114 @@ class Receiver:
         return self._name
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        return self._channels
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
     @property
     def stats(self) -> ReceiverStats:
-        """A snapshot of the window procedure's counts (still readable after close)."""
+        """A snapshot of the counts (still readable after close)."""
         stats = ffi.new("cd_stats *")
         lib.cd_receiver_stats(self._handle, stats)
-        return ReceiverStats(*(getattr(stats, field) for field in ReceiverStats._fields))
+        native = [getattr(stats, field) for field in ReceiverStats._fields[:13]]
+        return ReceiverStats(*native, self._counts["refused_pickle"], self._counts["undecodable"],
+                             self._counts["stray_replies"])
+
+    # --- decoding -----------------------------------------------------------------------
+
+    def _decode(self, tag: int, payload: bytes, sender: int) -> tuple[int, Message] | None:
+        """The kind and the message a payload carries, or None when it must not be delivered."""
+        if not self._raw and payload.startswith(_envelope.MAGIC):
+            envelope = _envelope.unwrap(payload)
+            if envelope is not None:
+                return self._open_envelope(tag, sender, envelope)
+        if self._plain_bytes:
+            return _envelope.MESSAGE, Message(tag, payload, sender)
+        return _envelope.MESSAGE, self._decode_body(tag, payload, sender, self._codec, None)
+
+    def _pickle_allowed(self, envelope: _envelope.Envelope) -> bool:
+        return self._allow_pickle
+
+    def _open_envelope(self, tag: int, sender: int, envelope: _envelope.Envelope) -> tuple[int, Message] | None:
+        codec_id, kind, request_id, body = envelope
+        request = request_id if kind != _envelope.MESSAGE else None
+        if kind == _envelope.FAILED_REPLY:
+            return kind, Message(tag, body.decode("utf-8", "replace"), sender, "text", request)
+        if codec_id == _codecs.PickleCodec.codec_id and not self._pickle_allowed(envelope):
+            self._count("refused_pickle")
+            self._warn(f"refused a pickled message (tag={tag}, {len(body)} bytes, sender {sender:#x}): "
+                       f"this receiver was not created with allow_pickle=True")
+            if kind == _envelope.REQUEST:
+                self._send_reply(Message(tag, None, sender, "pickle", request),
+                                 "this receiver does not accept pickle", failed=True)
+            return None
+        if codec_id == _codecs.CUSTOM_CODEC_ID:
+            if isinstance(self._codec, _codecs.BUILT_IN_TYPES):
+                return kind, Message(tag, body, sender, "custom", request)
+            return kind, self._decode_body(tag, body, sender, self._codec, request)
+        return kind, self._decode_body(tag, body, sender, _codecs.BY_ID[codec_id], request)
+
+    def _decode_body(self, tag: int, body: bytes, sender: int, codec: _codecs.Codec,
+                     request_id: int | None) -> Message:
+        try:
+            return Message(tag, codec.decode(body), sender, _codecs.name_of(codec), request_id)
+        except Exception as error:
+            self._count("undecodable")
+            self._warn(f"could not decode a message (tag={tag}, {len(body)} bytes) with the "
+                       f"{_codecs.name_of(codec)} codec ({error}); it is delivered as bytes")
+            return Message(tag, body, sender, "bytes", request_id)
+
+    def _count(self, what: str) -> None:
+        with self._state_lock:
+            self._counts[what] += 1
+
+    def _warn(self, text: str) -> None:
+        now = time.monotonic()
+        with self._state_lock:
+            if now - self._last_warning < _WARNING_INTERVAL:
+                self._counts["warnings_suppressed"] += 1
+                return
+            suppressed = self._counts.pop("warnings_suppressed", 0)
+            self._last_warning = now
+        more = f" ({suppressed} similar warnings suppressed)" if suppressed else ""
+        logger.warning("receiver %#x %s%s", self._hwnd, text, more)
+
+    def _route_reply(self, kind: int, message: Message) -> int:
+        """A reply arrived; only the window of copydata.request expects any."""
+        self._count("stray_replies")
+        return 0
+
+    # --- replies to requests ------------------------------------------------------------
+
+    def reply(self, request: Message, value: object = None) -> None:
+        """Answer a message sent with ``copydata.request``: bytes-like values go as bytes,
+        anything else with the request's codec; None sends an empty reply.
+
+        A receiver with ``on_message`` replies by itself with what the callback returns.
+        """
+        if request.request_id is None:
+            raise ValueError("that message is not a request: its sender did not call copydata.request")
+        self._send_reply(request, value)
+
+    def _send_reply(self, request: Message, value: object, failed: bool = False) -> None:
+        from ._send import send  # _send imports this module
+
+        try:
+            if failed:
+                codec_id, kind, body = _codecs.TextCodec.codec_id, _envelope.FAILED_REPLY, str(value).encode()
+            elif value is None or isinstance(value, (bytes, bytearray, memoryview)):
+                codec_id, kind, body = _codecs.BytesCodec.codec_id, _envelope.REPLY, bytes(value or b"")
+            else:
+                codec = self._codec if request.codec in ("custom", self._codec_name) else _codecs.resolve(request.codec)
+                codec_id, kind, body = _codecs.codec_id(codec), _envelope.REPLY, codec.encode(value)
+            payload = _envelope.wrap(body, codec_id, kind, request.request_id)  # type: ignore[arg-type]
+            send(request.sender, payload, tag=request.tag, timeout=self._reply_timeout, sender=self._hwnd)
+        except Exception as error:
+            logger.warning("receiver %#x could not reply to request %s from %#x: %s",
+                           self._hwnd, request.request_id, request.sender, error)
 
     # --- queue mode ---------------------------------------------------------------------
 
@@ -178,27 +332,51 @@ class Receiver:
         return self.recv_many(1, timeout)[0]
 
     def recv_many(self, max_count: int, timeout: float | None = None) -> list[Message]:
-        """Up to ``max_count`` messages already queued, in order, in one call into C.
+        """Up to ``max_count`` messages already queued, in order, taken in one call into C.
 
         Waits up to ``timeout`` seconds for the first one, like :meth:`recv`.
         """
         if self._on_message is not None:
             raise RuntimeError("this receiver delivers to on_message; recv() is for receivers without one")
         _checks.positive_size(max_count, "max_count")
-        remaining_ms = _checks.timeout_ms(timeout, allow_zero=True)
+        return self._take(max_count, _checks.timeout_ms(timeout, allow_zero=True), timeout, None)
+
+    def _take(self, max_count: int, remaining_ms: int, timeout: float | None,
+              cancelled: threading.Event | None) -> list[Message]:
+        messages = self._take_pushed_back(max_count)
+        if messages:
+            return messages
         first = ffi.new("cd_message **")
         while True:
             wait_ms = min(remaining_ms, _WAIT_SLICE_MS)
             status = lib.cd_receiver_take(self._handle, max_count, wait_ms, first)
             if status == lib.CD_OK:
                 self._log_pump_errors()
-                return self._unpack(first[0])
+                for tag, payload, sender in self._unpack(first[0]):
+                    decoded = self._decode(tag, payload, sender)
+                    if decoded is None:
+                        continue
+                    kind, message = decoded
+                    if kind >= _envelope.REPLY:
+                        self._route_reply(kind, message)
+                    else:
+                        messages.append(message)
+                if messages:
+                    return messages
+                continue
             if status == lib.CD_CLOSED:
                 raise ReceiverClosed(f"receiver {self._hwnd:#x} is closed")
+            if cancelled is not None and cancelled.is_set():
+                return []
             if remaining_ms != _checks.WAIT_FOREVER_MS:
                 remaining_ms -= wait_ms
                 if remaining_ms <= 0:
                     raise RecvTimeout(f"no message arrived within {timeout} s")
+
+    def _take_pushed_back(self, max_count: int) -> list[Message]:
+        with self._state_lock:
+            count = min(max_count, len(self._pushed_back))
+            return [self._pushed_back.popleft() for _ in range(count)]
 
     def __iter__(self) -> Iterator[Message]:
         """Every message, until the receiver is closed."""
@@ -209,14 +387,53 @@ class Receiver:
                 return
 
     @staticmethod
-    def _unpack(first: object) -> list[Message]:
-        messages = []
+    def _unpack(first: Any) -> list[tuple[int, bytes, int]]:
+        payloads = []
         message = first
         while message != ffi.NULL:
-            messages.append(Message(message.tag, ffi.unpack(message.data, message.size), message.sender))
+            payloads.append((message.tag, ffi.unpack(message.data, message.size), message.sender))
             message = message.next
         lib.cd_messages_free(first)
-        return messages
+        return payloads
+
+    # --- asyncio ------------------------------------------------------------------------
+
+    async def arecv(self, timeout: float | None = None) -> Message:
+        """:meth:`recv` for asyncio: waits in a worker thread, never in the event loop.
+
+        Cancelling it leaves the receiver usable and loses nothing: a message that arrived
+        as the wait was cancelled is handed to the next recv.
+        """
+        if self._on_message is not None:
+            raise RuntimeError("this receiver delivers to on_message; arecv() is for receivers without one")
+        remaining_ms = _checks.timeout_ms(timeout, allow_zero=True)
+        cancelled = threading.Event()
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(None, self._take, 1, remaining_ms, timeout, cancelled)
+        try:
+            messages = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            cancelled.set()
+            work.add_done_callback(self._push_back_result)
+            raise
+        return messages[0]
+
+    def _push_back_result(self, work: asyncio.Future) -> None:
+        if work.cancelled() or work.exception() is not None:
+            return
+        with self._state_lock:
+            self._pushed_back.extendleft(reversed(work.result()))
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        """``async for message in receiver``: every message, until the receiver is closed."""
+        return self._iterate_async()
+
+    async def _iterate_async(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                yield await self.arecv()
+            except ReceiverClosed:
+                return
 
     # --- callback mode ------------------------------------------------------------------
 
@@ -229,32 +446,42 @@ class Receiver:
             if self._sync:
                 self._answer(first[0])
             else:
-                for message in self._unpack(first[0]):
-                    self._deliver(message)
+                for tag, payload, sender in self._unpack(first[0]):
+                    self._process(tag, payload, sender)
             self._log_pump_errors()
             if self._close_requested:
                 self._close_requested = False
                 lib.cd_receiver_close(self._handle)
 
-    def _deliver(self, message: Message) -> object:
+    def _process(self, tag: int, payload: bytes, sender: int) -> int:
+        """Decode one payload, deliver it, reply to a request; returns the answer for sync mode."""
+        decoded = self._decode(tag, payload, sender)
+        if decoded is None:
+            return 0
+        kind, message = decoded
+        if kind >= _envelope.REPLY:
+            return self._route_reply(kind, message)
         try:
-            return self._on_message(message)  # type: ignore[misc]
-        except Exception:
-            logger.exception("on_message raised on message tag=%d size=%d from %#x; delivery goes on",
-                             message.tag, len(message.data), message.sender)
-            return None
+            value = self._on_message(message)  # type: ignore[misc]
+        except Exception as error:
+            logger.exception("on_message raised on message tag=%d from %#x; delivery goes on",
+                             message.tag, message.sender)
+            if kind == _envelope.REQUEST:
+                self._send_reply(message, f"{type(error).__name__}: {error}", failed=True)
+            return 0
+        if kind == _envelope.REQUEST:
+            self._send_reply(message, value)
+            return 1
+        if value is None or not self._sync:
+            return 1
+        return _lresult(value)
 
-    def _answer(self, native: object) -> None:
+    def _answer(self, native: Any) -> None:
         result = 0
         try:
-            message = Message(native.tag, ffi.unpack(native.data, native.size), native.sender)
-            value = self._on_message(message)  # type: ignore[misc]
-            result = 1 if value is None else int(value)
-            if not -(1 << 63) <= result < (1 << 63):
-                raise OverflowError(f"on_message returned {result}, which does not fit in an LRESULT")
+            result = self._process(native.tag, ffi.unpack(native.data, native.size), native.sender)
         except Exception:
-            logger.exception("on_message raised in sync mode; the sender is answered 0")
-            result = 0
+            logger.exception("on_message's answer is not an LRESULT; the sender is answered 0")
         finally:
             lib.cd_receiver_reply(self._handle, native, result)
 
@@ -269,7 +496,7 @@ class Receiver:
     # --- closing ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Destroy the window, withdraw the name, and release every thread and handle.
+        """Destroy the window, withdraw its name and channels, release every thread and handle.
 
         Messages accepted before the close are still passed to ``on_message`` before this
         returns; a queue-mode receiver drops (and counts) what nobody received. Called from
@@ -280,9 +507,9 @@ class Receiver:
             if self._closed:
                 return
             self._closed = True
-        if self._registration != ffi.NULL:
-            lib.cd_name_withdraw(self._registration)
-            self._registration = ffi.NULL
+            registrations, self._registrations = self._registrations, []
+        for registration in registrations:
+            lib.cd_registry_withdraw(registration)
         if self._dispatcher is not None and threading.current_thread() is self._dispatcher:
             self._close_requested = True
             return
@@ -297,7 +524,20 @@ class Receiver:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> Receiver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         name = f" name={self._name!r}" if self._name is not None else ""
         return f"<copydata.Receiver hwnd={self._hwnd:#x}{name} {state}>"
+
+
+def _lresult(value: object) -> int:
+    result = int(value)  # type: ignore[call-overload]
+    if not -(1 << 63) <= result < (1 << 63):
+        raise OverflowError(f"on_message returned {result}, which does not fit in an LRESULT")
+    return result

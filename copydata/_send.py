@@ -1,10 +1,14 @@
-"""send() and find(): one WM_COPYDATA to a window, and a receiver's window by name."""
+"""Sending: one WM_COPYDATA to one window, to every subscriber of a channel; finding windows."""
 
 from __future__ import annotations
 
-from typing import Union
+import asyncio
+import concurrent.futures
+import functools
+import threading
+from typing import Any, Union
 
-from . import _checks
+from . import _checks, _codecs, _envelope
 from ._core import ffi, lib
 from ._errors import CopyDataError, MessageTooLarge, Rejected, SendFailed, SendTimeout, TargetNotFound
 from ._receiver import MAX_MESSAGE_SIZE, Receiver
@@ -18,23 +22,44 @@ SMTO_NOTIMEOUTIFNOTHUNG = 0x0008
 SMTO_ERRORONEXIT = 0x0020
 
 DEFAULT_TIMEOUT = 5.0
+BROADCAST_THREADS = 32
 
 Target = Union[int, str, Receiver]
-Buffer = Union[bytes, bytearray, memoryview]
+
+
+def _registry_list(kind: int, name: str, capacity: int) -> list[int]:
+    _checks.receiver_name(name)
+    hwnds = ffi.new("uint64_t[]", capacity)
+    found = ffi.new("uint32_t *")
+    error = ffi.new("uint32_t *")
+    status = lib.cd_registry_list(kind, name, hwnds, capacity, found, error)
+    if status != lib.CD_OK:
+        raise CopyDataError(f"could not look up {name!r}: {describe_error(status, error[0])}")
+    return [int(hwnds[index]) for index in range(min(found[0], capacity))]
 
 
 def find(name: str) -> int | None:
     """The window handle of the live receiver published under ``name``, or None."""
-    _checks.receiver_name(name)
+    hwnds = _registry_list(lib.CD_REGISTRY_NAME, name, 1)
+    return hwnds[0] if hwnds else None
+
+
+def subscribers(channel: str) -> list[int]:
+    """The window handles of the live receivers subscribed to ``channel``."""
+    return _registry_list(lib.CD_REGISTRY_CHANNEL, channel, lib.CD_CHANNEL_SLOTS)
+
+
+def find_window(class_name: str | None = None, title: str | None = None) -> int | None:
+    """A window of another program, top-level or message-only, by class name and/or title."""
+    if class_name is None and title is None:
+        raise ValueError("find_window needs a class_name, a title, or both")
+    for value, what in ((class_name, "class_name"), (title, "title")):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{what} must be a str or None, not {type(value).__name__}")
     hwnd = ffi.new("uint64_t *")
-    process_id = ffi.new("uint32_t *")
-    error = ffi.new("uint32_t *")
-    status = lib.cd_name_lookup(name, hwnd, process_id, error)
-    if status == lib.CD_OK:
-        return int(hwnd[0])
-    if status == lib.CD_NOT_FOUND:
-        return None
-    raise CopyDataError(f"could not look up the name {name!r}: {describe_error(status, error[0])}")
+    status = lib.cd_find_window(ffi.NULL if class_name is None else class_name,
+                                ffi.NULL if title is None else title, hwnd)
+    return int(hwnd[0]) if status == lib.CD_OK else None
 
 
 def resolve(target: Target) -> int:
@@ -51,11 +76,25 @@ def resolve(target: Target) -> int:
     return _checks.window_handle(target, "target")
 
 
+def encode(data: Any, codec: _codecs.CodecSpec, raw: bool) -> Any:
+    """The payload for ``data``: itself for the bytes codec, else encoded and (unless raw) enveloped."""
+    codec = _codecs.resolve(codec)
+    if isinstance(codec, _codecs.BytesCodec):
+        if isinstance(data, str):
+            raise TypeError("data must be bytes-like, not str: encode it first, "
+                            "or pass codec='text' (UTF-8) or codec='utf-16'")
+        return data
+    body = codec.encode(data)
+    return body if raw else _envelope.wrap(body, _codecs.codec_id(codec))
+
+
 def send(
     target: Target,
-    data: Buffer,
+    data: Any,
     *,
     tag: int = 0,
+    codec: _codecs.CodecSpec = "bytes",
+    raw: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
     flags: int = SMTO_ABORTIFHUNG,
     sender: int | Receiver = 0,
@@ -64,9 +103,12 @@ def send(
 ) -> int:
     """Send ``data`` as one WM_COPYDATA and return the receiver's answer (the LRESULT).
 
-    On the wire this is exactly ``SendMessage(hwnd, WM_COPYDATA, sender, &cds)`` with
-    ``cds.dwData = tag``, ``cds.cbData = len(data)`` and ``cds.lpData`` pointing at
-    ``data`` itself (no header, no copy), so any WM_COPYDATA program can receive it.
+    With the default codec ("bytes") this is exactly ``SendMessage(hwnd, WM_COPYDATA,
+    sender, &cds)`` with ``cds.dwData = tag``, ``cds.cbData = len(data)`` and ``cds.lpData``
+    pointing at ``data`` itself (no header, no copy), so any WM_COPYDATA program can receive
+    it. Another codec encodes ``data`` and puts it in copydata's envelope, which copydata
+    receivers decode by themselves; ``raw=True`` leaves the envelope out, for foreign
+    programs (``codec=copydata.Utf16Codec(terminate=True)`` is what C# and AutoHotkey expect).
 
     ``timeout`` bounds the wait in seconds (None: no limit, though ``SMTO_ABORTIFHUNG``
     still gives up on a hung receiver). With ``check`` (the default), an answer of 0, which
@@ -82,12 +124,11 @@ def send(
     sender_hwnd = sender.hwnd if isinstance(sender, Receiver) else (
         _checks.window_handle(sender, "sender") if sender else 0)
     max_size = _checks.positive_size(max_size, "max_size", most=0xFFFFFFFF)
-    if isinstance(data, str):
-        raise TypeError("data must be bytes-like, not str: encode it first (for example data.encode())")
-    if type(data) is bytes:
-        size = len(data)
+    payload = encode(data, codec, raw)
+    if type(payload) is bytes:
+        size = len(payload)
     else:
-        view = memoryview(data)
+        view = memoryview(payload)
         if not view.c_contiguous:
             raise ValueError("data must be a contiguous buffer")
         size = view.nbytes
@@ -96,7 +137,7 @@ def send(
 
     result = ffi.new("intptr_t *")
     error = ffi.new("uint32_t *")
-    status = lib.cd_send(hwnd, tag, sender_hwnd, ffi.from_buffer(data), size, milliseconds, flags,
+    status = lib.cd_send(hwnd, tag, sender_hwnd, ffi.from_buffer(payload), size, milliseconds, flags,
                          result, error)
     if status == lib.CD_OK:
         if check and result[0] == 0:
@@ -108,3 +149,55 @@ def send(
     if status == lib.CD_TIMEOUT:
         raise SendTimeout(f"window {hwnd:#x} did not answer within {timeout} s (it is busy or hung)")
     raise SendFailed(f"sending to window {hwnd:#x} failed: {describe_error(status, error[0])}", error[0])
+
+
+async def asend(target: Target, data: Any, **options: Any) -> int:
+    """:func:`send` for asyncio: the send waits in a worker thread, never in the event loop.
+
+    Cancelling it stops the wait, not the message: it may still be delivered.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(send, target, data, **options))
+
+
+_broadcast_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_broadcast_pool_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _broadcast_pool
+    with _broadcast_pool_lock:
+        if _broadcast_pool is None:
+            _broadcast_pool = concurrent.futures.ThreadPoolExecutor(
+                BROADCAST_THREADS, thread_name_prefix="copydata-broadcast")
+        return _broadcast_pool
+
+
+def broadcast(
+    channel: str,
+    data: Any,
+    *,
+    tag: int = 0,
+    codec: _codecs.CodecSpec = "bytes",
+    raw: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> dict[int, bool]:
+    """Send ``data`` to every live subscriber of ``channel``, all at once.
+
+    Returns, per subscriber window, whether it accepted the message. The sends run in
+    parallel, each with its own ``timeout``, so a hung subscriber delays only its own answer
+    (up to 32 at a time; more hung subscribers than that queue behind one another).
+    """
+    payload = encode(data, codec, raw)
+    hwnds = subscribers(channel)
+
+    def deliver(hwnd: int) -> bool:
+        try:
+            return send(hwnd, payload, tag=tag, timeout=timeout, check=False) != 0
+        except CopyDataError:
+            return False
+
+    if len(hwnds) <= 1:
+        return {hwnd: deliver(hwnd) for hwnd in hwnds}
+    futures = {hwnd: _pool().submit(deliver, hwnd) for hwnd in hwnds}
+    return {hwnd: future.result() for hwnd, future in futures.items()}

@@ -16,6 +16,7 @@ _STATUS_TEXT = {
     lib.CD_NAME_IN_USE: "the name is in use",
     lib.CD_NOT_FOUND: "not found",
     lib.CD_INVALID: "an argument is out of range",
+    lib.CD_FULL: "the channel is full",
 }
 
 

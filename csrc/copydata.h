@@ -14,6 +14,8 @@
 
 #define CD_CLASS_NAME L"copydata.receiver.v1"
 #define CD_NAME_PREFIX L"Local\\copydata.v1.name."
+#define CD_CHANNEL_PREFIX L"Local\\copydata.v1.channel."
+#define CD_CHANNEL_SLOTS 256
 #define CD_MAX_NAME_LENGTH 128
 #define CD_WAIT_FOREVER 0xFFFFFFFFu
 
@@ -26,7 +28,13 @@ enum cd_status {
     CD_NO_MEMORY = 5,
     CD_NAME_IN_USE = 6,  /* a live receiver already holds that name */
     CD_NOT_FOUND = 7,    /* no live receiver holds that name */
-    CD_INVALID = 8       /* an argument is out of range */
+    CD_INVALID = 8,      /* an argument is out of range */
+    CD_FULL = 9          /* every slot of a channel is held by a live receiver */
+};
+
+enum cd_registry_kind {
+    CD_REGISTRY_NAME = 0,    /* one receiver per name */
+    CD_REGISTRY_CHANNEL = 1  /* up to CD_CHANNEL_SLOTS subscribers per channel */
 };
 
 typedef struct cd_message {
@@ -62,10 +70,11 @@ typedef struct cd_receiver_config {
     size_t max_queue_messages;
     size_t max_queue_bytes;
     int sync;   /* nonzero: the window procedure waits for cd_receiver_reply */
+    int allow_lower_integrity;  /* nonzero: let lower-integrity processes send WM_COPYDATA (UIPI) */
 } cd_receiver_config;
 
 typedef struct cd_receiver cd_receiver;
-typedef struct cd_name_registration cd_name_registration;
+typedef struct cd_registration cd_registration;
 
 /* Creates a message-only window on a new pump thread. */
 int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error);
@@ -94,11 +103,16 @@ void cd_receiver_free(cd_receiver *receiver);
 int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
             uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error);
 
-/* Publishes hwnd under name in named shared memory until cd_name_withdraw. */
-int cd_name_publish(const wchar_t *name, uint64_t hwnd, cd_name_registration **registration,
-                    uint32_t *win32_error);
-void cd_name_withdraw(cd_name_registration *registration);
-/* Finds the live copydata receiver published under name. */
-int cd_name_lookup(const wchar_t *name, uint64_t *hwnd, uint32_t *process_id, uint32_t *win32_error);
+/* Publishes hwnd under a name (exclusive) or in a channel, until cd_registry_withdraw. */
+int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registration **registration,
+                      uint32_t *win32_error);
+void cd_registry_withdraw(cd_registration *registration);
+/* The live windows under a name or in a channel: up to capacity of them in hwnds, how many
+ * there are in found. Clears stale entries on the way. */
+int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t capacity, uint32_t *found,
+                     uint32_t *win32_error);
+
+/* A top-level or message-only window by class name and/or title (NULL: any). */
+int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);
 
 #endif

@@ -4,7 +4,7 @@
  * sender is released as soon as its bytes are safe; Python takes the queue in batches.
  * In sync mode the window procedure instead waits until Python has answered the message.
  */
-#include <windows.h>
+#include "win32.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,8 +212,15 @@ static HWND create_receiver_window(cd_receiver *r, DWORD *error)
         return NULL;
     }
     hwnd = CreateWindowExW(0, CD_CLASS_NAME, NULL, 0, 0, 0, 0, 0, HWND_MESSAGE, NULL, instance, r);
-    if (hwnd == NULL)
+    if (hwnd == NULL) {
         *error = GetLastError();
+        return NULL;
+    }
+    if (r->config.allow_lower_integrity && !ChangeWindowMessageFilterEx(hwnd, WM_COPYDATA, MSGFLT_ALLOW, NULL)) {
+        *error = GetLastError();
+        DestroyWindow(hwnd);
+        return NULL;
+    }
     return hwnd;
 }
 

@@ -1,5 +1,5 @@
 /* Sending one WM_COPYDATA straight from the caller's buffer. */
-#include <windows.h>
+#include "win32.h"
 
 #include "copydata.h"
 

@@ -128,7 +128,7 @@ def test_sync_mode_returns_the_callbacks_answer_to_the_sender(caplog):
         with caplog.at_level(logging.ERROR, logger="copydata"):
             with pytest.raises(copydata.Rejected):
                 copydata.send(receiver, b"d", tag=3)
-        assert any("sync mode" in record.getMessage() for record in caplog.records)
+        assert any("on_message raised" in record.getMessage() for record in caplog.records)
 
 
 def test_recv_times_out_with_recv_timeout_and_ends_with_receiver_closed():

