@@ -91,7 +91,7 @@ class Receiver:
     answered 0 and counted in :attr:`stats`, and nothing already queued is lost.
 
     ``sync=True``: the sender waits while ``on_message`` runs, and an int it returns is what
-    ``send`` returns (``None`` answers 1; an exception answers 0).
+    ``send`` returns (any other value answers 1; an exception answers 0).
 
     ``codec`` decodes payloads that come without an envelope (from plain ``send`` or foreign
     programs); enveloped payloads say their own codec. ``raw=True`` turns envelope decoding
@@ -472,9 +472,9 @@ class Receiver:
         if kind == _envelope.REQUEST:
             self._send_reply(message, value)
             return 1
-        if value is None or not self._sync:
-            return 1
-        return _lresult(value)
+        if self._sync and isinstance(value, int):
+            return _lresult(value)
+        return 1
 
     def _answer(self, native: Any) -> None:
         result = 0
@@ -536,8 +536,7 @@ class Receiver:
         return f"<copydata.Receiver hwnd={self._hwnd:#x}{name} {state}>"
 
 
-def _lresult(value: object) -> int:
-    result = int(value)  # type: ignore[call-overload]
-    if not -(1 << 63) <= result < (1 << 63):
-        raise OverflowError(f"on_message returned {result}, which does not fit in an LRESULT")
-    return result
+def _lresult(value: int) -> int:
+    if not -(1 << 63) <= value < (1 << 63):
+        raise OverflowError(f"on_message returned {value}, which does not fit in an LRESULT")
+    return int(value)

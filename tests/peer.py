@@ -1,13 +1,19 @@
 """A second process for the tests: receives or sends WM_COPYDATA and reports in JSON lines.
 
-    python peer.py serve [NAME] [--sync-sleep S] [--max-message-size N]
+    python peer.py serve [NAME] [--sync-sleep S] [--max-message-size N] [--codec C] [--raw]
+                         [--allow-pickle] [--channel CHANNEL ...] [--fail-tag TAG]
     python peer.py send TARGET TAG:SIZE:SEED ...
+    python peer.py send-value TARGET CODEC JSON [--tag N] [--raw]
+    python peer.py send-evil-pickle TARGET PATH
+    python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle]
     python peer.py burst TARGET COUNT
     python peer.py pywin32-serve
     python peer.py pywin32-send TARGET TAG:SIZE:SEED ...
 
 Every report is one JSON object on stdout. A serving peer first reports {"ready": hwnd},
-then one {"tag", "size", "sha256", "sender"} per message, and ends when stdin closes.
+then one {"tag", "size", "sha256", "sender"} per bytes message ({"tag", "value", "sender",
+"codec"} for decoded ones, with "request": true for requests), and ends when stdin closes.
+It replies to requests with reply_for(data), or fails those tagged --fail-tag.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import struct
 import sys
@@ -33,8 +40,40 @@ def report(**fields: object) -> None:
     sys.stdout.flush()
 
 
-def describe(tag: int, data: bytes, sender: int) -> dict:
-    return {"tag": tag, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sender": sender}
+def describe(tag: int, data: object, sender: int, codec: str = "bytes", request: bool = False) -> dict:
+    if isinstance(data, bytes):
+        report = {"tag": tag, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "sender": sender}
+        if codec != "bytes":
+            report["codec"] = codec
+    else:
+        try:
+            json.dumps(data)
+            value = data
+        except TypeError:
+            value = repr(data)
+        report = {"tag": tag, "value": value, "sender": sender, "codec": codec}
+    if request:
+        report["request"] = True
+    return report
+
+
+def reply_for(data: object) -> object:
+    """What a serving peer answers a request with."""
+    if isinstance(data, bytes):
+        return data[::-1]
+    if isinstance(data, str):
+        return data.upper()
+    return {"echo": data}
+
+
+class Evil:
+    """Unpickling this creates a folder: proof that a pickle ran code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (os.mkdir, (self.path,))
 
 
 def parse_specs(specs: list[str]) -> list[tuple[int, int, int]]:
@@ -48,14 +87,18 @@ def parse_target(text: str) -> int | str:
 def serve(options: argparse.Namespace) -> None:
     import copydata
 
-    def on_message(message: copydata.Message) -> int:
-        report(**describe(message.tag, message.data, message.sender))
+    def on_message(message: copydata.Message) -> object:
+        report(**describe(message.tag, message.data, message.sender, message.codec, message.is_request))
         if options.sync_sleep:
             time.sleep(options.sync_sleep)
-        return 1
+        if message.tag == options.fail_tag:
+            raise ValueError(f"tag {message.tag} is refused")
+        return reply_for(message.data) if message.is_request else 1
 
     with copydata.Receiver(options.name, on_message=on_message, sync=options.sync_sleep > 0,
-                           max_message_size=options.max_message_size) as receiver:
+                           max_message_size=options.max_message_size, codec=options.codec,
+                           raw=options.raw, allow_pickle=options.allow_pickle,
+                           channels=options.channel) as receiver:
         report(ready=receiver.hwnd)
         sys.stdin.read()  # until the test closes our stdin
     report(stats=receiver.stats._asdict())
@@ -80,6 +123,35 @@ def burst(options: argparse.Namespace) -> None:
     for sequence in range(options.count):
         copydata.send(target, struct.pack("<Q", sequence) * 8, tag=sequence)
     report(sent=options.count, seconds=time.perf_counter() - started)
+
+
+def send_value(options: argparse.Namespace) -> None:
+    import copydata
+
+    result = copydata.send(parse_target(options.target), json.loads(options.value), tag=options.tag,
+                           codec=options.codec, raw=options.raw)
+    report(result=result)
+
+
+def send_evil_pickle(options: argparse.Namespace) -> None:
+    import copydata
+
+    try:
+        result = copydata.send(parse_target(options.target), Evil(options.path), codec="pickle")
+        report(result=result)
+    except copydata.CopyDataError as error:
+        report(error=type(error).__name__)
+
+
+def request(options: argparse.Namespace) -> None:
+    import copydata
+
+    try:
+        reply = copydata.request(parse_target(options.target), json.loads(options.value), tag=options.tag,
+                                 codec=options.codec, allow_pickle=options.allow_pickle, timeout=10)
+        report(reply=describe(reply.tag, reply.data, reply.sender, reply.codec))
+    except copydata.CopyDataError as error:
+        report(error=type(error).__name__, message=str(error))
 
 
 def pywin32_serve(options: argparse.Namespace) -> None:
@@ -133,6 +205,22 @@ def main() -> None:
     serve_parser.add_argument("name", nargs="?")
     serve_parser.add_argument("--sync-sleep", type=float, default=0.0)
     serve_parser.add_argument("--max-message-size", type=int, default=2_000_000)
+    serve_parser.add_argument("--codec", default="bytes")
+    serve_parser.add_argument("--raw", action="store_true")
+    serve_parser.add_argument("--allow-pickle", action="store_true")
+    serve_parser.add_argument("--channel", action="append", default=[])
+    serve_parser.add_argument("--fail-tag", type=int)
+    for name in ("send-value", "request"):
+        command = commands.add_parser(name)
+        command.add_argument("target")
+        command.add_argument("codec")
+        command.add_argument("value", help="JSON")
+        command.add_argument("--tag", type=int, default=0)
+        command.add_argument("--raw", action="store_true")
+        command.add_argument("--allow-pickle", action="store_true")
+    evil_parser = commands.add_parser("send-evil-pickle")
+    evil_parser.add_argument("target")
+    evil_parser.add_argument("path")
     for name in ("send", "pywin32-send"):
         command = commands.add_parser(name)
         command.add_argument("target")
@@ -142,7 +230,8 @@ def main() -> None:
     burst_parser.add_argument("count", type=int)
     commands.add_parser("pywin32-serve")
     options = parser.parse_args()
-    handlers = {"serve": serve, "send": send, "burst": burst,
+    handlers = {"serve": serve, "send": send, "burst": burst, "send-value": send_value,
+                "send-evil-pickle": send_evil_pickle, "request": request,
                 "pywin32-serve": pywin32_serve, "pywin32-send": pywin32_send}
     handlers[options.command](options)
 

@@ -119,15 +119,23 @@ def test_sync_mode_returns_the_callbacks_answer_to_the_sender(caplog):
             return 42
         if message.tag == 2:
             return -7
+        if message.tag == 3:
+            return "not an int"
+        if message.tag == 4:
+            return 1 << 63
         raise ValueError("refuse this one")
 
     with copydata.Receiver(on_message=on_message, sync=True) as receiver:
         assert copydata.send(receiver, b"a", tag=0) == 1
         assert copydata.send(receiver, b"b", tag=1) == 42
         assert copydata.send(receiver, b"c", tag=2) == -7
+        assert copydata.send(receiver, b"d", tag=3) == 1
         with caplog.at_level(logging.ERROR, logger="copydata"):
             with pytest.raises(copydata.Rejected):
-                copydata.send(receiver, b"d", tag=3)
+                copydata.send(receiver, b"e", tag=4)
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, b"f", tag=5)
+        assert any("LRESULT" in record.getMessage() for record in caplog.records)
         assert any("on_message raised" in record.getMessage() for record in caplog.records)
 
 

@@ -37,6 +37,7 @@ EXTENSION = ROOT / "copydata" / "_core.pyd"
 REQUIREMENTS = ROOT / "tools" / "windows-requirements.txt"
 # Written after the requirements are installed, so a changed requirements file reinstalls.
 REQUIREMENTS_STAMP = WINDOWS_PYTHON_DIR / "copydata-requirements.sha256"
+PREFIX_STAMP = ENV_DIR / "prefix-configured"
 
 APT_PACKAGES = ["wine", "wine64", "mingw-w64"]
 MINGW_GCC = "x86_64-w64-mingw32-gcc"
@@ -103,6 +104,17 @@ def ensure_windows_python() -> None:
     staging.rename(WINDOWS_PYTHON_DIR)
 
 
+def ensure_wine_prefix() -> None:
+    """Our private prefix, with Wine's null display driver: top-level windows then work
+    without an X server, as message-only windows already do."""
+    if PREFIX_STAMP.exists():
+        return
+    log("configuring the Wine prefix (once)")
+    run(["wine", "reg", "add", r"HKCU\Software\Wine\Drivers", "/v", "Graphics", "/d", "null", "/f"],
+        env=wine_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    PREFIX_STAMP.write_text("Graphics=null\n")
+
+
 def ensure_windows_packages() -> None:
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     if REQUIREMENTS_STAMP.exists() and REQUIREMENTS_STAMP.read_text().strip() == wanted:
@@ -122,6 +134,7 @@ def ensure_windows_packages() -> None:
 def setup() -> None:
     ENV_DIR.mkdir(exist_ok=True)
     ensure_host_packages()
+    ensure_wine_prefix()
     ensure_windows_python()
     ensure_windows_packages()
 

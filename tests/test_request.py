@@ -1,0 +1,111 @@
+"""Request and reply: the answer is a message, it reaches the right caller, failures are typed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+import copydata
+
+
+def test_request_to_another_process_returns_its_reply(start_peer, unique_name):
+    peer = start_peer("serve", unique_name, "--fail-tag", "13")
+    hwnd = peer.wait_ready()
+    reply = copydata.request(unique_name, b"abc", tag=4)
+    assert (reply.tag, reply.data, reply.sender, reply.codec) == (4, b"cba", hwnd, "bytes")
+    assert copydata.request(hwnd, "shout", codec="text").data == "SHOUT"
+    assert copydata.request(hwnd, [1, "x"], codec="json").data == {"echo": [1, "x"]}
+    with pytest.raises(copydata.RequestFailed, match="tag 13 is refused") as failure:
+        copydata.request(hwnd, b"no", tag=13)
+    assert failure.value.remote_error == "ValueError: tag 13 is refused"
+    reports = [peer.read() for _ in range(4)]
+    assert all(report["request"] for report in reports)
+    peer.finish()
+
+
+def test_another_process_requests_and_a_callback_replies(start_peer):
+    def on_message(message):
+        return {"got": message.data, "tag": message.tag}
+
+    with copydata.Receiver(on_message=on_message, codec="json") as receiver:
+        peer = start_peer("request", str(receiver.hwnd), "json", json.dumps([1, 2]), "--tag", "8")
+        assert peer.read() == {"reply": {"tag": 8, "value": {"got": [1, 2], "tag": 8},
+                                         "sender": receiver.hwnd, "codec": "json"}}
+        peer.finish()
+
+
+def test_queue_mode_replies_with_reply():
+    with copydata.Receiver() as receiver:
+        result = []
+        thread = threading.Thread(target=lambda: result.append(copydata.request(receiver, b"q", timeout=10)))
+        thread.start()
+        message = receiver.recv(timeout=10)
+        assert message.is_request
+        receiver.reply(message, b"answer")
+        thread.join(10)
+        assert result[0].data == b"answer"
+        with pytest.raises(ValueError, match="not a request"):
+            copydata.send(receiver, b"plain")
+            receiver.reply(receiver.recv(timeout=5), b"x")
+
+
+def test_sync_mode_replies_while_the_requester_waits():
+    with copydata.Receiver(on_message=lambda m: m.data.upper(), sync=True, codec="text") as receiver:
+        assert copydata.request(receiver, "sync", codec="text").data == "SYNC"
+
+
+def test_concurrent_requests_from_many_threads_each_get_their_own_reply(start_peer):
+    peer = start_peer("serve")
+    hwnd = peer.wait_ready()
+    answers: dict[int, list[bytes]] = {}
+
+    def worker(index):
+        answers[index] = [copydata.request(hwnd, f"{index}:{n}".encode(), timeout=30).data
+                          for n in range(25)]
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert {index: answers[index] for index in range(8)} == {
+        index: [f"{index}:{n}".encode()[::-1] for n in range(25)] for index in range(8)}
+    peer.finish()
+
+
+def test_request_to_a_window_that_never_replies_times_out(start_peer):
+    peer = start_peer("pywin32-serve")  # answers 1 but knows nothing of replies
+    hwnd = peer.wait_ready()
+    started = time.monotonic()
+    with pytest.raises(copydata.RequestTimeout):
+        copydata.request(hwnd, b"hello?", timeout=0.5)
+    assert 0.45 <= time.monotonic() - started < 3
+    peer.kill()
+
+
+def test_pickle_requests_need_allow_pickle_on_both_sides(start_peer):
+    with pytest.raises(ValueError, match="allow_pickle"):
+        copydata.request(1234, {1}, codec="pickle")
+    peer = start_peer("serve")  # no --allow-pickle
+    hwnd = peer.wait_ready()
+    with pytest.raises(copydata.RequestFailed, match="does not accept pickle"):
+        copydata.request(hwnd, {1}, codec="pickle", allow_pickle=True)
+    peer.finish()
+    with copydata.Receiver(on_message=lambda m: {"set": m.data}, allow_pickle=True) as receiver:
+        assert copydata.request(receiver, {1, 2}, codec="pickle", allow_pickle=True).data == {"set": {1, 2}}
+
+
+def test_a_forged_reply_is_counted_and_ignored():
+    from copydata import _envelope, _request
+
+    window = _request.reply_window()
+    before = window.stats.stray_replies
+    forged = _envelope.wrap(b"forged", 0, _envelope.REPLY, 987654321)
+    copydata.send(window.hwnd, forged, check=False)
+    deadline = time.monotonic() + 5
+    while window.stats.stray_replies == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert window.stats.stray_replies == before + 1
