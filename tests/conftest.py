@@ -20,6 +20,34 @@ PEER_SCRIPT = Path(__file__).with_name("peer.py")
 _names = itertools.count()
 
 
+def _start_wine_desktop_quietly() -> None:
+    """Under Wine, the first process that needs the desktop window starts explorer.exe and
+    hands it its own stderr; explorer lives as long as any other process does. If that first
+    process is a child whose stderr is a pipe, the pipe never reaches end-of-file and
+    communicate() hangs. So the test process starts the desktop itself, stderr set to NUL."""
+    import copydata
+
+    ntdll = ctypes.WinDLL("ntdll")
+    if not hasattr(ntdll, "wine_get_version"):
+        return
+    kernel32 = ctypes.WinDLL("kernel32")
+    kernel32.CreateFileW.restype = ctypes.wintypes.HANDLE
+    kernel32.GetStdHandle.restype = ctypes.wintypes.HANDLE
+    STD_ERROR_HANDLE, GENERIC_WRITE, OPEN_EXISTING = -12, 0x40000000, 3
+    nul = kernel32.CreateFileW("NUL", GENERIC_WRITE, 3, None, OPEN_EXISTING, 0, None)
+    stderr = kernel32.GetStdHandle(STD_ERROR_HANDLE)
+    kernel32.SetStdHandle(STD_ERROR_HANDLE, ctypes.wintypes.HANDLE(nul))
+    try:
+        copydata.Receiver().close()  # its window is the first that needs the desktop
+    finally:
+        kernel32.SetStdHandle(STD_ERROR_HANDLE, ctypes.wintypes.HANDLE(stderr))
+        kernel32.CloseHandle(ctypes.wintypes.HANDLE(nul))
+
+
+if sys.platform == "win32":
+    _start_wine_desktop_quietly()
+
+
 class Peer:
     """A peer process (tests/peer.py) whose JSON reports are read with a timeout."""
 
