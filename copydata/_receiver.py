@@ -154,7 +154,7 @@ class Receiver:
         self._closed = False
         self._close_requested = False
         self._pushed_back: collections.deque[Message] = collections.deque()
-        self._counts = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
         self._pump_errors_seen = 0
         self._last_warning = 0.0
         self._registrations: list[object] = []
@@ -224,9 +224,9 @@ class Receiver:
         """A snapshot of the counts (still readable after close)."""
         stats = ffi.new("cd_stats *")
         lib.cd_receiver_stats(self._handle, stats)
-        native = [getattr(stats, field) for field in ReceiverStats._fields[:13]]
-        return ReceiverStats(*native, self._counts["refused_pickle"], self._counts["undecodable"],
-                             self._counts["stray_replies"])
+        native = [getattr(stats, field) for field in ReceiverStats._fields[:-3]]
+        counted = [self._counts[field] for field in ReceiverStats._fields[-3:]]
+        return ReceiverStats._make(native + counted)
 
     # --- decoding -----------------------------------------------------------------------
 
