@@ -13,6 +13,9 @@ from typing import Any, Protocol, Union, runtime_checkable
 
 @runtime_checkable
 class Codec(Protocol):
+    """What a codec is: ``encode`` turns an object into bytes and ``decode`` turns them back.
+    A ``name`` attribute, if present, is what ``Message.codec`` shows."""
+
     def encode(self, obj: Any) -> bytes: ...
 
     def decode(self, data: bytes) -> Any: ...
@@ -129,4 +132,5 @@ def codec_id(codec: Codec) -> int:
 
 
 def name_of(codec: Codec) -> str:
+    """The name ``Message.codec`` shows for ``codec``."""
     return getattr(codec, "name", None) or type(codec).__name__

@@ -46,6 +46,7 @@ class Message(NamedTuple):
 
     @property
     def is_request(self) -> bool:
+        """True when the sender waits for a reply (see :meth:`Receiver.reply`)."""
         return self.request_id is not None
 
 
@@ -55,19 +56,26 @@ class ReceiverStats(NamedTuple):
     received_messages: int
     """Accepted into the queue by the window procedure (the sender was answered 1)."""
     received_bytes: int
+    """Their payload bytes."""
     refused_messages: int
     """Answered 0: too large, queue full, malformed, or arriving while closing."""
     refused_bytes: int
     refused_too_large: int
+    """Refused: above ``max_message_size``."""
     refused_queue_full: int
+    """Refused: the queue held ``max_queue_messages`` or ``max_queue_bytes`` already."""
     refused_malformed: int
+    """Refused: no COPYDATASTRUCT, or ``lpData`` NULL with a nonzero ``cbData``."""
     refused_closing: int
+    """Refused: arrived while the receiver was closing."""
     dropped_messages: int
     """Accepted, then discarded undelivered because the receiver was closed."""
     dropped_bytes: int
+    """Their payload bytes."""
     queued_messages: int
     """Waiting to be delivered now."""
     queued_bytes: int
+    """Their payload bytes."""
     pump_errors: int
     """Times GetMessageW failed and the window went on."""
     refused_pickle: int = 0
@@ -209,14 +217,17 @@ class Receiver:
 
     @property
     def name(self) -> str | None:
+        """The name this receiver is published under, or None."""
         return self._name
 
     @property
     def channels(self) -> tuple[str, ...]:
+        """The channels this receiver is subscribed to."""
         return self._channels
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` was called."""
         return self._closed
 
     @property

@@ -125,9 +125,11 @@ def test_find_window_finds_a_top_level_window():
         win32gui.PostMessage(created[0], win32con.WM_CLOSE, 0, 0)
 
 
-def test_allow_lower_integrity_receiver_opens_and_receives():
+def test_allow_lower_integrity_receiver_receives_from_another_process(start_peer):
     # Wine has no integrity levels: this shows only that the filter call succeeds and the
-    # window works; what UIPI lets through is Windows' to enforce.
+    # window works across processes; what UIPI lets through is Windows' to enforce.
     with copydata.Receiver(allow_lower_integrity=True) as receiver:
-        copydata.send(receiver, b"ok")
-        assert receiver.recv(timeout=5).data == b"ok"
+        peer = start_peer("send", str(receiver.hwnd), "2:64:7")
+        assert peer.read() == {"result": 1}
+        assert receiver.recv(timeout=30).tag == 2
+        peer.finish()
