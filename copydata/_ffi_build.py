@@ -30,6 +30,10 @@ ffibuilder.cdef(
 #define CD_MAX_NAME_LENGTH ...
 #define CD_WAIT_FOREVER ...
 #define CD_CHANNEL_SLOTS ...
+#define CD_NO_CODEC ...
+#define CD_ENVELOPE_HEADER_SIZE ...
+#define CD_BATCH_RECORD_HEADER_SIZE ...
+#define CD_KIND_BATCH ...
 
 enum cd_status {
     CD_OK, CD_TIMEOUT, CD_CLOSED, CD_TARGET_GONE, CD_WIN32_ERROR, CD_NO_MEMORY,
@@ -44,6 +48,7 @@ typedef struct cd_message {
     uint64_t sender;
     size_t size;
     const char *data;
+    int codec_id;
     ...;
 } cd_message;
 
@@ -56,6 +61,7 @@ typedef struct cd_stats {
     uint64_t refused_queue_full;
     uint64_t refused_malformed;
     uint64_t refused_closing;
+    uint64_t refused_batch_in_sync_mode;
     uint64_t dropped_messages;
     uint64_t dropped_bytes;
     uint64_t queued_messages;
@@ -69,7 +75,15 @@ typedef struct cd_receiver_config {
     size_t max_queue_bytes;
     int sync;
     int allow_lower_integrity;
+    int unpack_batches;
 } cd_receiver_config;
+
+typedef struct cd_batch {
+    unsigned char *data;
+    size_t size;
+    size_t capacity;
+    size_t records;
+} cd_batch;
 
 typedef struct cd_receiver cd_receiver;
 typedef struct cd_registration cd_registration;
@@ -92,6 +106,11 @@ int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registrat
 void cd_registry_withdraw(cd_registration *registration);
 int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t capacity, uint32_t *found,
                      uint32_t *win32_error);
+int cd_batch_start(cd_batch *batch, int codec_id);
+int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
+void cd_batch_release(cd_batch *batch);
+int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
+                   int *codec_id);
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);
 """
 )

@@ -68,6 +68,8 @@ class ReceiverStats(NamedTuple):
     """Refused: no COPYDATASTRUCT, or ``lpData`` NULL with a nonzero ``cbData``."""
     refused_closing: int
     """Refused: arrived while the receiver was closing."""
+    refused_batch_in_sync_mode: int
+    """Refused: a batch frame (from a ``Sender``) at a receiver in sync mode."""
     dropped_messages: int
     """Accepted, then discarded undelivered because the receiver was closed."""
     dropped_bytes: int
@@ -174,6 +176,7 @@ class Receiver:
             "max_queue_bytes": max_queue_bytes,
             "sync": int(self._sync),
             "allow_lower_integrity": int(bool(allow_lower_integrity)),
+            "unpack_batches": int(not self._raw),
         })
         handle = ffi.new("cd_receiver **")
         error = ffi.new("uint32_t *")
@@ -235,14 +238,21 @@ class Receiver:
         """A snapshot of the counts (still readable after close)."""
         stats = ffi.new("cd_stats *")
         lib.cd_receiver_stats(self._handle, stats)
-        native = [getattr(stats, field) for field in ReceiverStats._fields[:-3]]
+        native = [getattr(stats, field) for field in ReceiverStats._fields[:-3]]  # as in cd_stats
         counted = [self._counts[field] for field in ReceiverStats._fields[-3:]]
         return ReceiverStats._make(native + counted)
 
     # --- decoding -----------------------------------------------------------------------
 
-    def _decode(self, tag: int, payload: bytes, sender: int) -> tuple[int, Message] | None:
-        """The kind and the message a payload carries, or None when it must not be delivered."""
+    def _decode(self, tag: int, payload: bytes, sender: int,
+                codec_id: int = lib.CD_NO_CODEC) -> tuple[int, Message] | None:
+        """The kind and the message a payload carries, or None when it must not be delivered.
+
+        ``codec_id`` is set for a record of a batch frame (unpacked in C): its body is
+        encoded with the frame's codec and is never itself an envelope.
+        """
+        if codec_id != lib.CD_NO_CODEC:
+            return self._open_envelope(tag, sender, _envelope.Envelope(codec_id, _envelope.MESSAGE, 0, payload))
         if not self._raw and payload.startswith(_envelope.MAGIC):
             envelope = _envelope.unwrap(payload)
             if envelope is not None:
@@ -363,8 +373,8 @@ class Receiver:
             status = lib.cd_receiver_take(self._handle, max_count, wait_ms, first)
             if status == lib.CD_OK:
                 self._log_pump_errors()
-                for tag, payload, sender in self._unpack(first[0]):
-                    decoded = self._decode(tag, payload, sender)
+                for tag, payload, sender, codec_id in self._unpack(first[0]):
+                    decoded = self._decode(tag, payload, sender, codec_id)
                     if decoded is None:
                         continue
                     kind, message = decoded
@@ -398,11 +408,12 @@ class Receiver:
                 return
 
     @staticmethod
-    def _unpack(first: Any) -> list[tuple[int, bytes, int]]:
+    def _unpack(first: Any) -> list[tuple[int, bytes, int, int]]:
         payloads = []
         message = first
         while message != ffi.NULL:
-            payloads.append((message.tag, ffi.unpack(message.data, message.size), message.sender))
+            payloads.append((message.tag, ffi.unpack(message.data, message.size), message.sender,
+                             message.codec_id))
             message = message.next
         lib.cd_messages_free(first)
         return payloads
@@ -457,16 +468,16 @@ class Receiver:
             if self._sync:
                 self._answer(first[0])
             else:
-                for tag, payload, sender in self._unpack(first[0]):
-                    self._process(tag, payload, sender)
+                for tag, payload, sender, codec_id in self._unpack(first[0]):
+                    self._process(tag, payload, sender, codec_id)
             self._log_pump_errors()
             if self._close_requested:
                 self._close_requested = False
                 lib.cd_receiver_close(self._handle)
 
-    def _process(self, tag: int, payload: bytes, sender: int) -> int:
+    def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
         """Decode one payload, deliver it, reply to a request; returns the answer for sync mode."""
-        decoded = self._decode(tag, payload, sender)
+        decoded = self._decode(tag, payload, sender, codec_id)
         if decoded is None:
             return 0
         kind, message = decoded

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from . import _codecs, _envelope
+from ._core import lib
 from ._errors import RequestFailed, RequestTimeout
 from ._receiver import Message, Receiver
 from ._send import DEFAULT_TIMEOUT, Target, send
@@ -42,8 +43,8 @@ class _ReplyWindow(Receiver):
             waiting = self._waiting.get(envelope.request_id)
         return envelope.kind == _envelope.REPLY and waiting is not None and waiting[1]
 
-    def _process(self, tag: int, payload: bytes, sender: int) -> int:
-        decoded = self._decode(tag, payload, sender)
+    def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
+        decoded = self._decode(tag, payload, sender, codec_id)
         if decoded is None:
             return 0
         kind, message = decoded

@@ -139,16 +139,21 @@ def send(
     error = ffi.new("uint32_t *")
     status = lib.cd_send(hwnd, tag, sender_hwnd, ffi.from_buffer(payload), size, milliseconds, flags,
                          result, error)
-    if status == lib.CD_OK:
-        if check and result[0] == 0:
-            raise Rejected(f"window {hwnd:#x} answered 0: it refused the message "
-                           f"(a copydata receiver does so when its queue is full or the message is too large)")
-        return int(result[0])
+    if status != lib.CD_OK:
+        raise send_error(status, error[0], hwnd, timeout)
+    if check and result[0] == 0:
+        raise Rejected(f"window {hwnd:#x} answered 0: it refused the message "
+                       f"(a copydata receiver does so when its queue is full or the message is too large)")
+    return int(result[0])
+
+
+def send_error(status: int, winerror: int, hwnd: int, timeout: float | None) -> CopyDataError:
+    """The error for a failed cd_send."""
     if status == lib.CD_TARGET_GONE:
-        raise TargetNotFound(f"window {hwnd:#x} does not exist (its receiver closed or its process ended)")
+        return TargetNotFound(f"window {hwnd:#x} does not exist (its receiver closed or its process ended)")
     if status == lib.CD_TIMEOUT:
-        raise SendTimeout(f"window {hwnd:#x} did not answer within {timeout} s (it is busy or hung)")
-    raise SendFailed(f"sending to window {hwnd:#x} failed: {describe_error(status, error[0])}", error[0])
+        return SendTimeout(f"window {hwnd:#x} did not answer within {timeout} s (it is busy or hung)")
+    return SendFailed(f"sending to window {hwnd:#x} failed: {describe_error(status, winerror)}", winerror)
 
 
 async def asend(target: Target, data: Any, **options: Any) -> int:

@@ -19,6 +19,16 @@
 #define CD_MAX_NAME_LENGTH 128
 #define CD_WAIT_FOREVER 0xFFFFFFFFu
 
+/* The envelope (see copydata/_envelope.py for the whole layout) and the batch frame: an
+ * envelope of kind CD_KIND_BATCH whose body is records of {u64 tag, u32 size, size bytes},
+ * all little-endian, back to back, at least one. */
+#define CD_ENVELOPE_MAGIC "\x89" "CDE"
+#define CD_ENVELOPE_VERSION 1
+#define CD_ENVELOPE_HEADER_SIZE 16
+#define CD_KIND_BATCH 4
+#define CD_BATCH_RECORD_HEADER_SIZE 12
+#define CD_NO_CODEC (-1)
+
 enum cd_status {
     CD_OK = 0,
     CD_TIMEOUT = 1,      /* nothing arrived, or the target did not answer, in time */
@@ -43,6 +53,7 @@ typedef struct cd_message {
     uint64_t sender;      /* wParam: the window the sender names as its own, unverified */
     size_t size;
     const char *data;     /* async mode: a copy owned by the queue; sync mode: the sender's bytes */
+    int codec_id;         /* a batch record's envelope codec; CD_NO_CODEC for a whole WM_COPYDATA */
     /* sync mode only, guarded by the receiver's lock */
     int taken;
     int replied;
@@ -58,6 +69,7 @@ typedef struct cd_stats {
     uint64_t refused_queue_full;
     uint64_t refused_malformed;
     uint64_t refused_closing;
+    uint64_t refused_batch_in_sync_mode;
     uint64_t dropped_messages;    /* accepted, then discarded undelivered at close */
     uint64_t dropped_bytes;
     uint64_t queued_messages;     /* waiting to be taken now */
@@ -71,6 +83,7 @@ typedef struct cd_receiver_config {
     size_t max_queue_bytes;
     int sync;   /* nonzero: the window procedure waits for cd_receiver_reply */
     int allow_lower_integrity;  /* nonzero: let lower-integrity processes send WM_COPYDATA (UIPI) */
+    int unpack_batches;         /* nonzero: deliver the records of batch frames one by one */
 } cd_receiver_config;
 
 typedef struct cd_receiver cd_receiver;
@@ -111,6 +124,24 @@ void cd_registry_withdraw(cd_registration *registration);
  * there are in found. Clears stale entries on the way. */
 int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t capacity, uint32_t *found,
                      uint32_t *win32_error);
+
+/* Batch frames, built by a sender one record at a time. */
+typedef struct cd_batch {
+    unsigned char *data;   /* the whole frame: envelope header, then records */
+    size_t size;
+    size_t capacity;
+    size_t records;
+} cd_batch;
+
+/* Empties the batch and writes the envelope header for codec_id. */
+int cd_batch_start(cd_batch *batch, int codec_id);
+int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
+void cd_batch_release(cd_batch *batch);
+
+/* Checks a payload: 0 when it is no batch frame, 1 for a valid one (its record count, their
+ * total size and its codec set), -1 for a batch frame that is malformed. */
+int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
+                   int *codec_id);
 
 /* A top-level or message-only window by class name and/or title (NULL: any). */
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);

@@ -77,6 +77,7 @@ static LRESULT hand_over_and_wait(cd_receiver *r, WPARAM wparam, const COPYDATAS
     m.sender = (uint64_t)wparam;
     m.size = cds->cbData;
     m.data = cds->lpData ? (const char *)cds->lpData : "";
+    m.codec_id = CD_NO_CODEC;
 
     AcquireSRWLockExclusive(&r->lock);
     if (r->stopping) {
@@ -104,11 +105,85 @@ static LRESULT hand_over_and_wait(cd_receiver *r, WPARAM wparam, const COPYDATAS
     return result;
 }
 
+/* Whether count more messages of bytes in all may be queued now; refuses (and counts) if not.
+ * Only the pump thread adds to the queue, so room seen here is still there after the copy. */
+static int make_room(cd_receiver *r, size_t count, size_t bytes, size_t payload_size)
+{
+    int stopping, full;
+
+    AcquireSRWLockShared(&r->lock);
+    stopping = r->stopping;
+    full = count > r->config.max_queue_messages - r->stats.queued_messages
+           || bytes > r->config.max_queue_bytes - r->stats.queued_bytes;
+    ReleaseSRWLockShared(&r->lock);
+    if (stopping)
+        refuse(r, &r->stats.refused_closing, payload_size);
+    else if (full)
+        refuse(r, &r->stats.refused_queue_full, payload_size);
+    return !stopping && !full;
+}
+
+static cd_message *copy_message(uint64_t tag, WPARAM wparam, const void *data, size_t size, int codec_id)
+{
+    cd_message *m = (cd_message *)malloc(sizeof *m + size);
+    if (m == NULL)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    m->tag = tag;
+    m->sender = (uint64_t)wparam;
+    m->size = size;
+    m->data = (const char *)(m + 1);
+    m->codec_id = codec_id;
+    if (size)
+        memcpy(m + 1, data, size);
+    return m;
+}
+
+static void append_all(cd_receiver *r, cd_message *first)
+{
+    AcquireSRWLockExclusive(&r->lock);
+    while (first) {
+        cd_message *next = first->next;
+        append(r, first);
+        first = next;
+    }
+    WakeAllConditionVariable(&r->changed);
+    ReleaseSRWLockExclusive(&r->lock);
+}
+
+/* Queues every record of a batch frame (already checked by cd_batch_check), or none. */
+static LRESULT accept_batch(cd_receiver *r, WPARAM wparam, const unsigned char *frame, size_t size,
+                            size_t records, size_t record_bytes, int codec_id)
+{
+    cd_message *first = NULL, **link = &first;
+    size_t offset = CD_ENVELOPE_HEADER_SIZE;
+
+    if (!make_room(r, records, record_bytes, size))
+        return FALSE;
+    while (offset < size) {
+        uint64_t tag;
+        uint32_t length;
+        memcpy(&tag, frame + offset, 8);
+        memcpy(&length, frame + offset + 8, 4);
+        offset += CD_BATCH_RECORD_HEADER_SIZE;
+        *link = copy_message(tag, wparam, frame + offset, length, codec_id);
+        if (*link == NULL) {
+            cd_messages_free(first);
+            refuse(r, &r->stats.refused_queue_full, size);
+            return FALSE;
+        }
+        link = &(*link)->next;
+        offset += length;
+    }
+    append_all(r, first);
+    return TRUE;
+}
+
 static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
 {
     cd_message *m;
-    size_t size;
-    int full, stopping;
+    size_t size, records, record_bytes;
+    int batch = 0, codec_id;
 
     if (cds == NULL) {
         refuse(r, &r->stats.refused_malformed, 0);
@@ -123,40 +198,29 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
         refuse(r, &r->stats.refused_too_large, size);
         return FALSE;
     }
+    if (r->config.unpack_batches)
+        batch = cd_batch_check((const unsigned char *)cds->lpData, size, &records, &record_bytes, &codec_id);
+    if (batch < 0) {
+        refuse(r, &r->stats.refused_malformed, size);
+        return FALSE;
+    }
+    if (batch > 0 && r->config.sync) {
+        refuse(r, &r->stats.refused_batch_in_sync_mode, size);
+        return FALSE;
+    }
     if (r->config.sync)
         return hand_over_and_wait(r, wparam, cds);
+    if (batch > 0)
+        return accept_batch(r, wparam, (const unsigned char *)cds->lpData, size, records, record_bytes, codec_id);
 
-    /* Only this thread adds to the queue, so room seen here is still there after the copy. */
-    AcquireSRWLockShared(&r->lock);
-    stopping = r->stopping;
-    full = r->stats.queued_messages >= r->config.max_queue_messages
-           || size > r->config.max_queue_bytes - r->stats.queued_bytes;
-    ReleaseSRWLockShared(&r->lock);
-    if (stopping) {
-        refuse(r, &r->stats.refused_closing, size);
+    if (!make_room(r, 1, size, size))
         return FALSE;
-    }
-    if (full) {
-        refuse(r, &r->stats.refused_queue_full, size);
-        return FALSE;
-    }
-    m = (cd_message *)malloc(sizeof *m + size);
+    m = copy_message((uint64_t)cds->dwData, wparam, cds->lpData, size, CD_NO_CODEC);
     if (m == NULL) {
         refuse(r, &r->stats.refused_queue_full, size);
         return FALSE;
     }
-    memset(m, 0, sizeof *m);
-    m->tag = (uint64_t)cds->dwData;
-    m->sender = (uint64_t)wparam;
-    m->size = size;
-    m->data = (const char *)(m + 1);
-    if (size)
-        memcpy(m + 1, cds->lpData, size);
-
-    AcquireSRWLockExclusive(&r->lock);
-    append(r, m);
-    WakeAllConditionVariable(&r->changed);
-    ReleaseSRWLockExclusive(&r->lock);
+    append_all(r, m);
     return TRUE;
 }
 

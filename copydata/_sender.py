@@ -1,0 +1,189 @@
+"""Sender: many messages to one receiver, packed into few WM_COPYDATA frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from . import _checks, _codecs
+from ._core import ffi, lib
+from ._errors import CopyDataError, MessageTooLarge, Rejected
+from ._receiver import MAX_MESSAGE_SIZE
+from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, resolve, send_error
+
+DEFAULT_MAX_BATCH_BYTES = 1 << 20
+DEFAULT_LINGER = 0.005
+# How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
+_FIRST_BACKOFF = 0.001
+_MAX_BACKOFF = 0.05
+
+
+class Sender:
+    """Sends many messages to one receiver, packed into batch frames.
+
+    Each :meth:`send` appends the message (its tag and encoded bytes) to a frame built in C;
+    the frame goes out as one WM_COPYDATA when it would pass ``max_batch_bytes``, when its
+    first message has waited ``linger`` seconds (0: at once), on :meth:`flush` and on
+    :meth:`close`. A copydata receiver unpacks the frame in C and still delivers every
+    message separately, in order, with its own tag.
+
+    When the receiver refuses a frame (its queue is full), the sender waits and offers it
+    again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
+    :meth:`flush` block meanwhile. An error in a background (linger) send is raised by the
+    next call. Only copydata receivers understand batch frames, and not those in sync mode.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        codec: _codecs.CodecSpec = "bytes",
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        linger: float = DEFAULT_LINGER,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._hwnd = resolve(target)
+        self._codec = _codecs.resolve(codec)
+        self._plain_bytes = isinstance(self._codec, _codecs.BytesCodec)
+        self._codec_id = _codecs.codec_id(self._codec)
+        least = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
+        self._max_batch_bytes = _checks.positive_size(max_batch_bytes, "max_batch_bytes", most=MAX_MESSAGE_SIZE)
+        if max_batch_bytes < least:
+            raise ValueError(f"max_batch_bytes must be at least {least} (one empty message)")
+        if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger < 3600:
+            raise ValueError(f"linger must be a number of seconds from 0 to 3600; got {linger!r}")
+        self._linger = float(linger)
+        self._timeout = timeout
+        self._timeout_ms = _checks.timeout_ms(timeout)
+        self._batch = ffi.gc(ffi.new("cd_batch *"), lib.cd_batch_release)
+        self._start_frame()
+        self._lock = threading.Condition()
+        self._first_waiting_since: float | None = None
+        self._background_error: CopyDataError | None = None
+        self._closed = False
+        self._lingerer: threading.Thread | None = None
+        if self._linger > 0:
+            self._lingerer = threading.Thread(target=self._linger_loop, daemon=True,
+                                              name=f"copydata-sender-{self._hwnd:#x}")
+            self._lingerer.start()
+
+    @property
+    def target(self) -> int:
+        """The window handle this sender sends to."""
+        return self._hwnd
+
+    @property
+    def pending(self) -> int:
+        """Messages sent but not yet accepted by the receiver."""
+        return int(self._batch.records)
+
+    def send(self, data: Any, tag: int = 0) -> None:
+        """Add one message; it goes out with the next frame."""
+        tag = _checks.tag(tag)
+        if self._plain_bytes:
+            if isinstance(data, str):
+                raise TypeError("data must be bytes-like, not str: encode it, or create the Sender with codec='text'")
+            body = data
+        else:
+            body = self._codec.encode(data)
+        pointer = ffi.from_buffer(body)
+        size = len(pointer)
+        record = lib.CD_BATCH_RECORD_HEADER_SIZE + size
+        if lib.CD_ENVELOPE_HEADER_SIZE + record > MAX_MESSAGE_SIZE:
+            raise MessageTooLarge(f"a message of {size} bytes does not fit in one WM_COPYDATA frame "
+                                  f"of at most {MAX_MESSAGE_SIZE} bytes; nothing was sent")
+        with self._lock:
+            self._raise_if_unusable()
+            if self._batch.records and self._batch.size + record > self._max_batch_bytes:
+                self._flush_frame()
+            status = lib.cd_batch_append(self._batch, tag, pointer, size)
+            if status != lib.CD_OK:
+                raise MemoryError(f"could not add {size} bytes to the batch frame")
+            if self._linger == 0:
+                self._flush_frame()
+            elif self._first_waiting_since is None:
+                self._first_waiting_since = time.monotonic()
+                self._lock.notify_all()
+
+    def flush(self) -> None:
+        """Send what is pending; returns once the receiver has accepted all of it."""
+        with self._lock:
+            self._raise_if_unusable()
+            self._flush_frame()
+
+    def close(self) -> None:
+        """Flush, then stop. Closing twice is harmless."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._raise_if_unusable()
+                self._flush_frame()
+            finally:
+                self._closed = True
+                self._lock.notify_all()
+        if self._lingerer is not None:
+            self._lingerer.join()
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<copydata.Sender to {self._hwnd:#x}{' closed' if self._closed else ''}>"
+
+    # --- with the lock held ---------------------------------------------------------------
+
+    def _start_frame(self) -> None:
+        if lib.cd_batch_start(self._batch, self._codec_id) != lib.CD_OK:
+            raise MemoryError("could not start a batch frame")
+
+    def _raise_if_unusable(self) -> None:
+        if self._closed:
+            raise ValueError("this Sender is closed")
+        error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
+
+    def _flush_frame(self) -> None:
+        if self._batch.records == 0:
+            return
+        result = ffi.new("intptr_t *")
+        error = ffi.new("uint32_t *")
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        backoff = _FIRST_BACKOFF
+        while True:
+            status = lib.cd_send(self._hwnd, 0, 0, self._batch.data, self._batch.size, self._timeout_ms,
+                                 SMTO_ABORTIFHUNG, result, error)
+            if status != lib.CD_OK:
+                raise send_error(status, error[0], self._hwnd, self._timeout)
+            if result[0] != 0:
+                break
+            if deadline is not None and time.monotonic() + backoff > deadline:
+                raise Rejected(f"window {self._hwnd:#x} refused a frame of {self._batch.records} messages "
+                               f"for {self._timeout} s (its queue stayed full, or it is in sync mode "
+                               f"or not a copydata receiver); they are still pending")
+            # Keep the lock while waiting: producers block (back-pressure), and no other thread
+            # can send this same frame meanwhile.
+            time.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+        self._start_frame()
+        self._first_waiting_since = None
+
+    def _linger_loop(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if self._first_waiting_since is None or self._background_error is not None:
+                    self._lock.wait()
+                    continue
+                remaining = self._first_waiting_since + self._linger - time.monotonic()
+                if remaining > 0:
+                    self._lock.wait(remaining)
+                    continue
+                try:
+                    self._flush_frame()
+                except CopyDataError as error:
+                    self._background_error = error

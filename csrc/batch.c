@@ -1,0 +1,113 @@
+/*
+ * Batch frames: many messages in one WM_COPYDATA. A sender appends records to a growing
+ * frame; a receiver checks every length against the frame before it trusts any of them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "copydata.h"
+
+static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 255};
+
+static int codec_is_known(int codec_id)
+{
+    size_t i;
+    for (i = 0; i < sizeof known_codecs; i++)
+        if (known_codecs[i] == codec_id)
+            return 1;
+    return 0;
+}
+
+static int reserve(cd_batch *batch, size_t more)
+{
+    size_t wanted, capacity;
+    unsigned char *grown;
+
+    if (more > SIZE_MAX - batch->size)
+        return 0;
+    wanted = batch->size + more;
+    if (wanted <= batch->capacity)
+        return 1;
+    capacity = batch->capacity ? batch->capacity : 4096;
+    while (capacity < wanted)
+        capacity = capacity > SIZE_MAX / 2 ? wanted : capacity * 2;
+    grown = (unsigned char *)realloc(batch->data, capacity);
+    if (grown == NULL)
+        return 0;
+    batch->data = grown;
+    batch->capacity = capacity;
+    return 1;
+}
+
+int cd_batch_start(cd_batch *batch, int codec_id)
+{
+    if (!codec_is_known(codec_id))
+        return CD_INVALID;
+    batch->size = 0;
+    batch->records = 0;
+    if (!reserve(batch, CD_ENVELOPE_HEADER_SIZE))
+        return CD_NO_MEMORY;
+    memset(batch->data, 0, CD_ENVELOPE_HEADER_SIZE);
+    memcpy(batch->data, CD_ENVELOPE_MAGIC, 4);
+    batch->data[4] = CD_ENVELOPE_VERSION;
+    batch->data[5] = (unsigned char)codec_id;
+    batch->data[6] = CD_KIND_BATCH;
+    batch->size = CD_ENVELOPE_HEADER_SIZE;
+    return CD_OK;
+}
+
+int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size)
+{
+    uint32_t size32 = (uint32_t)size;
+
+    if (batch->size < CD_ENVELOPE_HEADER_SIZE || size > UINT32_MAX)
+        return CD_INVALID;
+    if (!reserve(batch, CD_BATCH_RECORD_HEADER_SIZE + size))
+        return CD_NO_MEMORY;
+    memcpy(batch->data + batch->size, &tag, 8);
+    memcpy(batch->data + batch->size + 8, &size32, 4);
+    if (size)
+        memcpy(batch->data + batch->size + CD_BATCH_RECORD_HEADER_SIZE, data, size);
+    batch->size += CD_BATCH_RECORD_HEADER_SIZE + size;
+    batch->records++;
+    return CD_OK;
+}
+
+void cd_batch_release(cd_batch *batch)
+{
+    free(batch->data);
+    memset(batch, 0, sizeof *batch);
+}
+
+int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
+                   int *codec_id)
+{
+    static const unsigned char zeros[9] = {0};
+    size_t offset = CD_ENVELOPE_HEADER_SIZE;
+
+    *records = 0;
+    *record_bytes = 0;
+    *codec_id = CD_NO_CODEC;
+    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE || memcmp(data, CD_ENVELOPE_MAGIC, 4) != 0
+        || data[4] != CD_ENVELOPE_VERSION || data[6] != CD_KIND_BATCH)
+        return 0;
+    /* From here on it claims to be a batch frame: anything wrong makes it malformed. */
+    if (!codec_is_known(data[5]) || memcmp(data + 7, zeros, 9) != 0)
+        return -1;
+    while (offset < size) {
+        uint32_t length;
+        if (size - offset < CD_BATCH_RECORD_HEADER_SIZE)
+            return -1;
+        memcpy(&length, data + offset + 8, 4);
+        offset += CD_BATCH_RECORD_HEADER_SIZE;
+        if (length > size - offset)
+            return -1;
+        offset += length;
+        (*records)++;
+        *record_bytes += length;
+    }
+    if (*records == 0)
+        return -1;
+    *codec_id = data[5];
+    return 1;
+}

@@ -1,0 +1,181 @@
+"""Sender: many messages in few frames, each delivered on its own, in order, nothing lost."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import pytest
+
+import copydata
+from copydata import _envelope
+
+
+def test_batched_messages_from_another_process_arrive_one_by_one_in_order(start_peer, tmp_path):
+    with copydata.Receiver() as receiver:
+        script = tmp_path / "batch_sender.py"
+        script.write_text(
+            "import struct, sys, copydata\n"
+            "with copydata.Sender(int(sys.argv[1])) as sender:\n"
+            "    for n in range(20000):\n"
+            "        sender.send(struct.pack('<Q', n) * (1 + n % 8), tag=n)\n"
+            "print('done', flush=True)\n")
+        import subprocess
+        import sys
+        process = subprocess.Popen([sys.executable, str(script), str(receiver.hwnd)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        received = []
+        while len(received) < 20000:
+            received.extend(receiver.recv_many(5000, timeout=60))
+        out, err = process.communicate(timeout=60)
+        assert (process.returncode, out.strip()) == (0, "done"), err
+        assert [message.tag for message in received] == list(range(20000))
+        assert all(message.data == struct.pack("<Q", message.tag) * (1 + message.tag % 8) for message in received)
+        assert receiver.stats.received_messages == 20000
+
+
+def test_flush_returns_once_everything_was_accepted_and_frames_are_few():
+    with copydata.Receiver() as receiver, copydata.Sender(receiver, linger=60) as sender:
+        for n in range(1000):
+            sender.send(b"m" * 64, tag=n)
+        assert receiver.stats.received_messages == 0  # still lingering in the frame
+        assert sender.pending == 1000
+        sender.flush()
+        assert sender.pending == 0
+        assert receiver.stats.received_messages == 1000  # queued before flush returned
+        assert [message.tag for message in receiver.recv_many(1000, timeout=5)] == list(range(1000))
+
+
+def test_frames_are_cut_at_max_batch_bytes():
+    frames = []
+    with copydata.Receiver(raw=True) as raw_receiver:  # sees the frames themselves
+        with copydata.Sender(raw_receiver, max_batch_bytes=1000, linger=60) as sender:
+            for n in range(100):
+                sender.send(bytes(50), tag=n)  # 62 bytes a record: 15 records a frame
+        while True:
+            try:
+                frames.append(raw_receiver.recv(timeout=0.5).data)
+            except copydata.RecvTimeout:
+                break
+    assert all(len(frame) <= 1000 for frame in frames)
+    assert len(frames) == 7  # ceil(100 / 15)
+    assert all(frame.startswith(b"\x89CDE\x01\x00\x04\x00") for frame in frames)
+
+
+def test_linger_sends_without_flush():
+    with copydata.Receiver() as receiver, copydata.Sender(receiver, linger=0.05) as sender:
+        started = time.monotonic()
+        sender.send(b"soon", tag=1)
+        message = receiver.recv(timeout=5)
+        assert (message.tag, message.data) == (1, b"soon")
+        assert time.monotonic() - started < 2
+
+
+def test_codecs_travel_per_message_and_pickle_stays_refused():
+    with copydata.Receiver() as receiver:
+        with copydata.Sender(receiver, codec="json") as sender:
+            sender.send({"a": 1}, tag=1)
+            sender.send([2, "b"], tag=2)
+        assert [(m.tag, m.data, m.codec) for m in receiver.recv_many(2, timeout=5)] == [
+            (1, {"a": 1}, "json"), (2, [2, "b"], "json")]
+        with copydata.Sender(receiver, codec="pickle") as sender:
+            sender.send({1}, tag=3)
+            sender.send({2}, tag=4)
+        with pytest.raises(copydata.RecvTimeout):
+            receiver.recv(timeout=0.3)
+        assert receiver.stats.refused_pickle == 2
+
+
+def test_a_full_queue_makes_the_sender_wait_and_retry_without_loss():
+    consumed = []
+    slow = threading.Event()
+
+    def on_message(message):
+        if not slow.is_set():
+            time.sleep(0.001)
+        consumed.append(message.tag)
+
+    with copydata.Receiver(on_message=on_message, max_queue_messages=50) as receiver:
+        with copydata.Sender(receiver, max_batch_bytes=40 * 76 + 16, linger=60, timeout=30) as sender:
+            for n in range(2000):
+                sender.send(bytes(64), tag=n)
+        deadline = time.monotonic() + 30
+        while len(consumed) < 2000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert consumed == list(range(2000))
+        assert receiver.stats.refused_queue_full > 0  # it did push back, and nothing was lost
+
+
+def test_errors_are_typed():
+    receiver = copydata.Receiver()
+    sender = copydata.Sender(receiver, linger=60)
+    with pytest.raises(TypeError, match="bytes-like"):
+        sender.send("text")
+    with pytest.raises(copydata.MessageTooLarge):
+        sender.send(bytes(copydata.MAX_MESSAGE_SIZE))
+    sender.send(b"x")
+    receiver.close()
+    with pytest.raises(copydata.TargetNotFound):
+        sender.flush()
+    with pytest.raises(ValueError, match="max_batch_bytes"):
+        copydata.Sender(12345678, max_batch_bytes=10)
+    with pytest.raises(ValueError, match="linger"):
+        copydata.Sender(12345678, linger=-1)
+    with copydata.Receiver(on_message=lambda m: 1, sync=True) as sync_receiver:
+        refused = copydata.Sender(sync_receiver, linger=60, timeout=0.3)
+        refused.send(b"x")
+        with pytest.raises(copydata.Rejected, match="sync mode"):
+            refused.flush()
+        assert sync_receiver.stats.refused_batch_in_sync_mode > 0
+        with pytest.raises(copydata.Rejected):  # close() tries once more, and says so
+            refused.close()
+        refused.close()  # closed all the same: the second close is a no-op
+        with pytest.raises(ValueError, match="closed"):
+            refused.send(b"y")
+
+
+def test_a_background_error_is_raised_by_the_next_call():
+    receiver = copydata.Receiver()
+    sender = copydata.Sender(receiver, linger=0.05)
+    receiver.close()
+    sender.send(b"x")
+    time.sleep(0.5)  # the linger thread tries, and fails
+    with pytest.raises(copydata.TargetNotFound):
+        sender.send(b"y")
+
+
+# --- malformed batch frames from anyone ---------------------------------------------------
+
+def frame(records: bytes, codec: int = 0, flags: int = 0, request_id: int = 0) -> bytes:
+    return _envelope.HEADER.pack(_envelope.MAGIC, 1, codec, 4, flags, request_id) + records
+
+
+def record(tag: int, data: bytes, claimed_size: int | None = None) -> bytes:
+    return struct.pack("<QI", tag, len(data) if claimed_size is None else claimed_size) + data
+
+
+@pytest.mark.parametrize("payload", [
+    frame(b""),                                           # no record
+    frame(record(1, b"abc", claimed_size=4)),             # length past the end
+    frame(record(1, b"abc", claimed_size=0xFFFFFFFF)),    # length that overflows
+    frame(record(1, b"abc") + b"\x01\x02"),               # a truncated record header
+    frame(record(1, b"abc"), codec=9),                    # unknown codec
+    frame(record(1, b"abc"), flags=1),                    # flags set
+    frame(record(1, b"abc"), request_id=5),               # request id on a batch
+])
+def test_malformed_batch_frames_are_refused_and_nothing_is_delivered(payload):
+    with copydata.Receiver() as receiver:
+        with pytest.raises(copydata.Rejected):
+            copydata.send(receiver, payload)
+        copydata.send(receiver, b"valid", tag=7)
+        assert receiver.recv(timeout=5).data == b"valid"
+        with pytest.raises(copydata.RecvTimeout):
+            receiver.recv(timeout=0.1)
+        assert receiver.stats.refused_malformed == 1
+
+
+def test_a_hand_made_valid_frame_is_accepted_record_by_record():
+    with copydata.Receiver() as receiver:
+        copydata.send(receiver, frame(record(5, b"one") + record(6, b"") + record(7, b"three")))
+        assert [(m.tag, m.data) for m in receiver.recv_many(3, timeout=5)] == [(5, b"one"), (6, b""), (7, b"three")]
