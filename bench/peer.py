@@ -5,8 +5,10 @@
 
 Both report in JSON lines on stdout, the same protocol as the native programs:
   receiver: {"ready": ADDRESS}, then {"messages", "intact", "chunks", "bytes", "end"} once
-            COUNT messages arrived or the deadline passed; then it waits for stdin to close
-            (so the harness can read its peak memory while it is still alive);
+            COUNT messages arrived or the deadline passed. A first line on its stdin means the
+            sender has finished: the deadline is then SETTLE_SECONDS away at most. After its
+            report it waits for stdin to close (so the harness can read its peak memory
+            while it is still alive);
   sender:   {"start", "end", "round_trip_median", "round_trip_p99"} or {"error"}.
 Times are time.perf_counter(), which on Windows is QueryPerformanceCounter: one clock for
 every process, so the harness can subtract the sender's start from the receiver's end.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -27,6 +30,8 @@ from payload import PayloadCheck, make_payload, stamp  # noqa: E402
 
 #: How long a blocking receive waits before the receiver looks at its deadline again.
 WAIT_SLICE = 0.25
+#: Once the sender has finished, what has not arrived (and been checked) this much later is lost.
+SETTLE_SECONDS = 5.0
 
 
 def report(**fields: object) -> None:
@@ -51,6 +56,14 @@ class Inbox:
         self.deadline = time.perf_counter() + deadline_seconds
         self.check = PayloadCheck(size)
         self.last_message_at = 0.0
+        self.stdin_closed = threading.Event()
+        threading.Thread(target=self._watch_stdin, daemon=True).start()
+
+    def _watch_stdin(self) -> None:
+        sys.stdin.readline()  # the sender has finished (or the harness is gone: EOF)
+        self.deadline = min(self.deadline, time.perf_counter() + SETTLE_SECONDS)
+        sys.stdin.read()
+        self.stdin_closed.set()
 
     def ready(self, address: str) -> None:
         report(ready=address)
@@ -85,7 +98,7 @@ def receive(mechanism, size: int, count: int, deadline_seconds: float) -> None:
     check = inbox.check
     report(messages=check.messages, intact=check.intact, chunks=check.chunks, bytes=check.bytes,
            end=inbox.last_message_at)
-    sys.stdin.read()  # until the harness closes our stdin
+    inbox.stdin_closed.wait()
 
 
 def send(mechanism, size: int, count: int) -> None:

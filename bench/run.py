@@ -54,6 +54,7 @@ class Plan:
         return max(self.least, min(self.most, self.budget // size))
 
 
+WARM_UP_COUNT = 200
 QUICK = Plan(budget=32 * MiB, most=2000, least=2, memcpy_seconds=0.2)
 FULL = Plan(budget=256 * MiB, most=10000, least=3, memcpy_seconds=0.5)
 
@@ -165,6 +166,7 @@ def measure_pair(mechanism, name: str, size: int, count: int, native_dir: Path) 
         memory_at_ready = memory_of(receiver.process)
         sender.send_line(str(address))
         sent = sender.read(deadline + GRACE)
+        receiver.send_line("sender finished")
         received = receiver.read(deadline + GRACE)
         memory = memory_of(receiver.process)
     finally:
@@ -196,6 +198,16 @@ def outcome(received: dict, count: int) -> dict:
                                         f"({received['messages']} arrived)"}
 
 
+def measure(mechanism, name: str, size: int, count: int, native_dir: Path, plan: Plan) -> dict:
+    """One measurement; a failure of any kind is a FAILED result, not the end of the run."""
+    try:
+        if hasattr(mechanism, "LOCAL"):
+            return measure_local(mechanism, size, plan.memcpy_seconds, native_dir)
+        return measure_pair(mechanism, name, size, count, native_dir)
+    except (PeerFailed, KeyError, OSError) as error:
+        return {"status": "FAILED", "reason": str(error) or type(error).__name__}
+
+
 def missing_programs(mechanism, native_dir: Path) -> str | None:
     programs = getattr(mechanism, "NATIVE", ()) or ((mechanism.LOCAL,) if hasattr(mechanism, "LOCAL") else ())
     missing = [program for program in programs if not (native_dir / program).exists()]
@@ -210,8 +222,8 @@ def parse_size(text: str) -> int:
     return int(text.rstrip("KM")) * scale
 
 
-def progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def progress(text: str, end: str = "\n") -> None:
+    print(text, file=sys.stderr, end=end, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     plan = FULL if options.full else QUICK
     sizes = [parse_size(size) for size in options.sizes.split(",")] if options.sizes else (
         ALL_SIZES if options.full else QUICK_SIZES)
-    names = options.only.split(",") if options.only else list(mechanisms.MECHANISMS)
-    selected = [(name, mechanisms.load(name)) for name in names]
+    names = list(dict.fromkeys(options.only.split(","))) if options.only else list(mechanisms.MECHANISMS)
+    try:
+        selected = [(name, mechanisms.load(name)) for name in names]
+    except ValueError as error:
+        parser.error(str(error))
 
     results, skipped = [], []
     runnable = []
@@ -243,19 +258,19 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = [(size, name, mechanism) for size in sizes for name, mechanism in runnable]
     started = time.perf_counter()
+    if steps:
+        # The first measurement of a run came out up to 3 times slower than the same one
+        # repeated (a cold wineserver and caches): warm up with a short one, thrown away.
+        progress("warming up ...")
+        size, name, mechanism = steps[0]
+        measure(mechanism, name, size, WARM_UP_COUNT, options.native_dir, plan)
     for step, (size, name, mechanism) in enumerate(steps, 1):
         count = plan.count(size)
-        progress(f"[{step:>2}/{len(steps)}] {report.format_size(size):>7}  {name:<22} ")
-        try:
-            if hasattr(mechanism, "LOCAL"):
-                result = measure_local(mechanism, size, plan.memcpy_seconds, options.native_dir)
-            else:
-                result = measure_pair(mechanism, name, size, count, options.native_dir)
-        except (PeerFailed, KeyError, OSError) as error:
-            result = {"status": "FAILED", "reason": str(error) or type(error).__name__}
-        result = {"mechanism": name, "label": mechanism.LABEL, "size": size, "count": count, **result}
+        progress(f"[{step:>2}/{len(steps)}] {report.format_size(size):>7}  {name:<22} ", end="")
+        result = {"mechanism": name, "label": mechanism.LABEL, "size": size, "count": count,
+                  **measure(mechanism, name, size, count, options.native_dir, plan)}
         results.append(result)
-        progress(f"        {report.describe(result)}")
+        progress(report.describe(result))
     progress(f"done in {time.perf_counter() - started:.0f} s")
 
     run = report.Run(results=results, skipped=skipped, plan="full" if options.full else "quick",

@@ -4,11 +4,17 @@
  *     wm_copydata_recv.exe SIZE COUNT DEADLINE_SECONDS
  *
  * Prints {"ready": "HWND"}, then, once COUNT messages of SIZE bytes arrived (payloads above
- * CHUNK_SIZE arrive in chunks) or the deadline passed, one JSON line with what it saw.
- * Then it waits for its stdin to close, so that the harness can read its peak memory. */
+ * CHUNK_SIZE arrive in chunks) or the deadline passed, one JSON line with what it saw. A
+ * first line on stdin means the sender has finished: the deadline is then SETTLE_SECONDS
+ * away at most. Then it waits for its stdin to close, so that the harness can read its peak
+ * memory. (The same protocol as bench/peer.py.) */
 #include "bench_common.h"
 
 #define DEADLINE_TIMER 1
+#define SETTLE_SECONDS 5.0
+
+static volatile double deadline;       /* written by the stdin thread, read by the loop */
+static HANDLE stdin_closed;
 
 static size_t payload_size;
 static uint64_t expected_count;
@@ -50,6 +56,20 @@ static BOOL take_chunk(const uint8_t *data, size_t size)
     return TRUE;
 }
 
+static DWORD WINAPI watch_stdin(LPVOID unused)
+{
+    (void)unused;
+    char line[256];
+    fgets(line, sizeof line, stdin); /* the sender has finished (or the harness is gone: EOF) */
+    double settled = now_seconds() + SETTLE_SECONDS;
+    if (settled < deadline)
+        deadline = settled;
+    while (fgets(line, sizeof line, stdin))
+        ;
+    SetEvent(stdin_closed);
+    return 0;
+}
+
 static LRESULT CALLBACK window_procedure(HWND window, UINT message, WPARAM wparam, LPARAM lparam)
 {
     if (message == WM_COPYDATA) {
@@ -69,7 +89,7 @@ int main(int argc, char **argv)
     }
     payload_size = strtoull(argv[1], NULL, 10);
     expected_count = strtoull(argv[2], NULL, 10);
-    double deadline = now_seconds() + strtod(argv[3], NULL);
+    deadline = now_seconds() + strtod(argv[3], NULL);
     if (payload_size < HEADER_SIZE || !expected_count) {
         fprintf(stderr, "SIZE must be at least %d and COUNT at least 1\n", HEADER_SIZE);
         return 2;
@@ -89,6 +109,9 @@ int main(int argc, char **argv)
         fail("CreateWindowExW");
     /* Wakes the loop up now and then, so a lost message ends in a report, not a hang. */
     SetTimer(window, DEADLINE_TIMER, 250, NULL);
+    stdin_closed = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (!stdin_closed || !CreateThread(NULL, 0, watch_stdin, NULL, 0, NULL))
+        fail("starting the stdin thread");
     printf("{\"ready\": \"%llu\"}\n", (unsigned long long)(uintptr_t)window);
     fflush(stdout);
 
@@ -107,8 +130,6 @@ int main(int argc, char **argv)
     /* Stay alive (window destroyed, nothing more accepted) until the harness closes stdin. */
     DestroyWindow(window);
     UnregisterClassW(window_class.lpszClassName, window_class.hInstance);
-    char buffer[256];
-    while (fgets(buffer, sizeof buffer, stdin))
-        ;
+    WaitForSingleObject(stdin_closed, INFINITE);
     return 0;
 }
