@@ -19,6 +19,7 @@ class Run:
     results: list[dict]
     skipped: list[dict]
     plan: str
+    repeat: int
     notes: dict[str, str]
     labels: dict[str, str]
     environment: dict = dataclasses.field(default_factory=lambda: environment())
@@ -72,8 +73,13 @@ def _microseconds(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds * 1e6:,.0f}"
 
 
-def _megabytes(memory: dict | None, field: str) -> str:
-    return "—" if not memory else f"{memory[field] / 1e6:,.1f}"
+def _peak_memory(result: dict) -> str:
+    """Peak working set, and in brackets how far above its level when the receiver was ready."""
+    memory, at_ready = result.get("receiver_memory"), result.get("receiver_working_set_at_ready")
+    if not memory:
+        return "—"
+    growth = f" (+{(memory['peak_working_set'] - at_ready) / 1e6:,.1f})" if at_ready else ""
+    return f"{memory['peak_working_set'] / 1e6:,.1f}{growth}"
 
 
 def markdown(run: Run) -> str:
@@ -81,7 +87,8 @@ def markdown(run: Run) -> str:
     where = f"Wine {env['wine']}" if env["wine"] else f"Windows {env['windows']}"
     floors = {result["size"]: throughput(result) for result in run.results if result["mechanism"] == FLOOR}
     lines = [
-        f"# copydata IPC benchmark ({run.plan} run)",
+        f"# copydata IPC benchmark ({run.plan} run"
+        f"{f', fastest of {run.repeat} rounds' if run.repeat > 1 else ''})",
         "",
         f"Measured under **{where}**, Python {env['python']}, copydata {env['copydata']}, {env['cpus']} CPUs, "
         f"{env['date']}.",
@@ -93,7 +100,7 @@ def markdown(run: Run) -> str:
         "measured in the same run).",
         "",
         "| size | mechanism | messages | msg/s | MB/s | × C floor | round trip median µs | round trip p99 µs "
-        "| receiver peak working set MB | result |",
+        "| receiver peak working set MB (+ above idle) | result |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in run.results:
@@ -108,14 +115,15 @@ def markdown(run: Run) -> str:
             ratio,
             _microseconds(result.get("round_trip_median")),
             _microseconds(result.get("round_trip_p99")),
-            _megabytes(result.get("receiver_memory"), "peak_working_set"),
+            _peak_memory(result),
             "ok" if result["status"] == "ok" else f"**{result['status']}**: {result.get('reason', '')}",
         ]) + " |")
     for skipped in run.skipped:
         lines.append(f"| all | {skipped['label']} | — | — | — | — | — | — | — | skipped: {skipped['reason']} |")
     lines += ["", "MB = 10^6 bytes. msg/s and MB/s run from the sender's first send to the later of its last "
               "answer and the receiver's check of the last message. A round trip is one message (all its "
-              "chunks) sent and answered. The receiver's peak working set includes its interpreter.", ""]
+              "chunks) sent and answered. The receiver's peak working set includes its interpreter; in brackets, "
+              "how far it rose above the working set the receiver had when it was ready.", ""]
     lines += [f"- **{run.labels[name]}**: {note}" for name, note in run.notes.items() if note]
     return "\n".join(lines) + "\n"
 
