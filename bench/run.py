@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import queue
@@ -33,6 +34,7 @@ sys.path.insert(0, str(BENCH))
 
 import mechanisms  # noqa: E402
 import report  # noqa: E402
+from payload import HEADER_SIZE  # noqa: E402
 
 PEER = BENCH / "peer.py"
 DEFAULT_NATIVE_DIR = BENCH.parent / ".winenv" / "build" / "bench"
@@ -43,24 +45,31 @@ ALL_SIZES = [64, 4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB, 64 * MiB]
 QUICK_SIZES = [64, 4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB]
 
 
+@dataclasses.dataclass(frozen=True)
 class Plan:
-    """How many messages each measurement sends: a byte budget, within a message count range,
-    so that small sizes run roughly a second and large ones move a bounded number of bytes."""
+    """How many messages each measurement sends, the same for every mechanism at one size: a
+    byte budget within a range of counts. Under Wine, small sizes then take from a fraction of
+    a second (the C floor) to several seconds (pyzmq), and large ones move a bounded number
+    of bytes."""
 
-    def __init__(self, budget: int, most: int, least: int, memcpy_seconds: float) -> None:
-        self.budget, self.most, self.least, self.memcpy_seconds = budget, most, least, memcpy_seconds
+    budget: int
+    most: int
+    least: int
+    memcpy_seconds: float
 
     def count(self, size: int) -> int:
         return max(self.least, min(self.most, self.budget // size))
 
 
-WARM_UP_COUNT = 200
 QUICK = Plan(budget=32 * MiB, most=2000, least=2, memcpy_seconds=0.2)
-FULL = Plan(budget=256 * MiB, most=10000, least=3, memcpy_seconds=0.5)
+FULL = Plan(budget=256 * MiB, most=5000, least=4, memcpy_seconds=0.5)
+WARM_UP_COUNT = 200
 
-# A receiver gives up this long after it starts, plus the time its bytes take at a slow
-# 5 MB/s; the harness waits a little longer than that for any report, then kills.
+# A receiver gives up after BASE_DEADLINE plus the time its messages would take at a slow
+# 10 ms a message and 5 MB/s (pyzmq under Wine needs about 3 ms a message); the harness
+# waits GRACE longer than that for any report, then kills.
 BASE_DEADLINE = 30.0
+SLOWEST_ROUND_TRIP = 0.010
 SLOWEST_RATE = 5e6
 GRACE = 15.0
 
@@ -137,6 +146,7 @@ _kernel32.K32GetProcessMemoryInfo.argtypes = [wintypes.HANDLE, ctypes.POINTER(PR
 def memory_of(process: subprocess.Popen) -> dict | None:
     """The process's working set and committed memory, current and peak, in bytes."""
     counters = PROCESS_MEMORY_COUNTERS(cb=ctypes.sizeof(PROCESS_MEMORY_COUNTERS))
+    # Popen keeps the handle CreateProcess returned (full access); it has no public name.
     if not _kernel32.K32GetProcessMemoryInfo(int(process._handle), ctypes.byref(counters), counters.cb):
         return None
     return {"working_set": counters.WorkingSetSize, "peak_working_set": counters.PeakWorkingSetSize,
@@ -155,7 +165,7 @@ def commands(mechanism, name: str, size: int, count: int, deadline: float,
 
 
 def measure_pair(mechanism, name: str, size: int, count: int, native_dir: Path) -> dict:
-    deadline = BASE_DEADLINE + size * count / SLOWEST_RATE
+    deadline = BASE_DEADLINE + count * SLOWEST_ROUND_TRIP + size * count / SLOWEST_RATE
     receiver_argv, sender_argv = commands(mechanism, name, size, count, deadline, native_dir)
     # Both start at once (their start-up overlaps); the sender waits for the address on stdin.
     receiver = Peer(receiver_argv, "receiver")
@@ -250,8 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
 
     plan = FULL if options.full else QUICK
-    sizes = [parse_size(size) for size in options.sizes.split(",")] if options.sizes else (
-        ALL_SIZES if options.full else QUICK_SIZES)
+    try:
+        sizes = [parse_size(size) for size in options.sizes.split(",")] if options.sizes else (
+            ALL_SIZES if options.full else QUICK_SIZES)
+    except ValueError:
+        parser.error(f"--sizes {options.sizes!r}: give sizes like 64,4K,1M")
+    if min(sizes) < HEADER_SIZE:
+        parser.error(f"payloads have at least {HEADER_SIZE} bytes (the sequence number)")
     names = list(dict.fromkeys(options.only.split(","))) if options.only else list(mechanisms.MECHANISMS)
     try:
         selected = [(name, mechanisms.load(name)) for name in names]
