@@ -25,14 +25,16 @@ static double last_message_at;
 static size_t filled;                  /* bytes of the current message so far */
 static uint8_t header[HEADER_SIZE];
 static uint32_t running_crc;
+static uint8_t chunk_copy[CHUNK_SIZE];
 
-/* One arriving chunk; returns FALSE when it cannot belong to the current message. */
-static BOOL take_chunk(const uint8_t *data, size_t size)
+/* One arriving chunk. One that cannot belong to the current message is dropped: that message
+ * then never completes intact, and the report shows it. */
+static void take_chunk(const uint8_t *data, size_t size)
 {
     chunks++;
     total_bytes += size;
     if (size == 0 || size > payload_size - filled)
-        return FALSE;
+        return;
     if (filled < HEADER_SIZE) {
         size_t take = HEADER_SIZE - filled < size ? HEADER_SIZE - filled : size;
         memcpy(header + filled, data, take);
@@ -53,7 +55,6 @@ static BOOL take_chunk(const uint8_t *data, size_t size)
         if (messages == expected_count)
             PostQuitMessage(0);
     }
-    return TRUE;
 }
 
 static DWORD WINAPI watch_stdin(LPVOID unused)
@@ -74,9 +75,15 @@ static LRESULT CALLBACK window_procedure(HWND window, UINT message, WPARAM wpara
 {
     if (message == WM_COPYDATA) {
         const COPYDATASTRUCT *cds = (const COPYDATASTRUCT *)lparam;
-        if (!cds || (cds->cbData && !cds->lpData))
+        if (!cds || (cds->cbData && !cds->lpData) || cds->cbData > CHUNK_SIZE)
             return FALSE;
-        return take_chunk(cds->lpData, cds->cbData);
+        /* Copy, release the sender, then check: the sender waits for the transfer and one
+         * copy only, as with a copydata.Receiver (which copies into its queue and answers). */
+        size_t size = cds->cbData;
+        memcpy(chunk_copy, cds->lpData, size);
+        ReplyMessage(TRUE);
+        take_chunk(chunk_copy, size);
+        return TRUE;
     }
     return DefWindowProcW(window, message, wparam, lparam);
 }
