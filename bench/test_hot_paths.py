@@ -1,0 +1,54 @@
+"""copydata's hot paths in one process, for pytest-benchmark: regressions show in its compare.
+
+    python3 tools/winenv.py python -m pytest bench/test_hot_paths.py \
+        --benchmark-autosave --benchmark-storage=bench/results/hot-paths
+    python3 tools/winenv.py python -m pytest_benchmark --storage bench/results/hot-paths \
+        compare 0001 0002 --group-by name
+
+Needs pytest-benchmark in the Windows Python; without it the module is skipped. The sender
+and the receiver's window are in this process (on different threads), so a send is a
+cross-thread SendMessage: cheaper than cross-process, but the same C and Python code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+copydata = pytest.importorskip("copydata")
+
+SMALL = b"\x5a" * 64
+MEDIUM = b"\xa5" * 65536
+BATCH = 256
+
+
+@pytest.fixture
+def draining_receiver():
+    """A callback receiver whose dispatch thread empties the queue as fast as sends fill it."""
+    with copydata.Receiver("bench-hot-paths", on_message=lambda message: None) as receiver:
+        yield receiver
+
+
+def test_send_64_bytes_to_handle(benchmark, draining_receiver):
+    assert benchmark(copydata.send, draining_receiver.hwnd, SMALL) == 1
+
+
+def test_send_64_kib_to_handle(benchmark, draining_receiver):
+    assert benchmark(copydata.send, draining_receiver.hwnd, MEDIUM) == 1
+
+
+def test_send_64_bytes_by_name(benchmark, draining_receiver):
+    """Includes the name look-up (a shared-memory read and window checks) on every send."""
+    assert benchmark(copydata.send, draining_receiver.name, SMALL) == 1
+
+
+def test_recv_many_256_queued(benchmark):
+    """Taking a batch of queued 64-byte messages into Python in one call (sends not timed)."""
+    with copydata.Receiver() as receiver:
+        def queue_a_batch():
+            for _ in range(BATCH):
+                copydata.send(receiver.hwnd, SMALL)
+            return (BATCH,), {"timeout": 5}
+
+        batch = benchmark.pedantic(receiver.recv_many, setup=queue_a_batch, rounds=30)
+        assert len(batch) == BATCH and all(message.data == SMALL for message in batch)
