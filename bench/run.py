@@ -3,8 +3,8 @@
     python bench/run.py [--full] [--only MECH,...] [--sizes 64,4K,1M,...] [--repeat N] [--native-dir DIR]
 
 Runs in the Windows Python (under Wine: python3 tools/winenv.py python bench/run.py). The
-native programs come from bench/build_native.py, run on the Linux side beforehand:
-    python3 bench/build_native.py .winenv/build/bench
+native programs are built on the Linux side by tools/winenv.py, which runs this as
+    python3 tools/winenv.py bench [ARGS]
 Their folder is --native-dir, else $COPYDATA_BENCH_NATIVE, else .winenv/build/bench.
 
 For each mechanism and size, the harness starts a receiver process and a sender process
@@ -235,7 +235,7 @@ def missing_programs(mechanism, native_dir: Path) -> str | None:
     programs = getattr(mechanism, "NATIVE", ()) or ((mechanism.LOCAL,) if hasattr(mechanism, "LOCAL") else ())
     missing = [program for program in programs if not (native_dir / program).exists()]
     if missing:
-        return f"{', '.join(missing)} not built in {native_dir} (run python3 bench/build_native.py DIR)"
+        return f"{', '.join(missing)} not built in {native_dir} (python3 tools/winenv.py bench builds them)"
     return None
 
 
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help="comma-separated payload sizes, e.g. 64,4K,1M (default: by --full)")
     parser.add_argument("--native-dir", type=Path,
                         default=Path(os.environ.get("COPYDATA_BENCH_NATIVE", DEFAULT_NATIVE_DIR)),
-                        help="folder of the programs from bench/build_native.py")
+                        help="folder of the C programs of bench/native/, built by tools/winenv.py bench")
     parser.add_argument("--repeat", type=int, default=DEFAULT_ROUNDS,
                         help="measure each step this many times and keep the fastest (a failure in any "
                              f"round is kept): other load on the machine only ever slows a round down "

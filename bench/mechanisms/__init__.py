@@ -18,7 +18,7 @@ and either Python peers, run by bench/peer.py in two Windows Python processes:
         batches: its sends return before delivery, so only throughput is reported; leaving
         connect() must flush
 
-or native peers built by bench/build_native.py (same command-line protocol as peer.py):
+or native peers built from bench/native/ by tools/winenv.py (same command-line protocol as peer.py):
 
     NATIVE = ("receiver.exe", "sender.exe")
 

@@ -1,9 +1,4 @@
-"""Slot for copydata.Sender (batched / split / shared-memory sends): skipped until it exists.
-
-The receiving end is the same queue-mode Receiver as copydata.send's. The sending end below
-assumes an API of the shape ``Sender(hwnd)`` with ``send(data)``, ``flush()`` and ``close()``;
-adjust connect() to the real one when it lands.
-"""
+"""copydata.Sender: messages packed into batch frames, to the same queue-mode Receiver."""
 
 from __future__ import annotations
 
@@ -13,24 +8,25 @@ from typing import Callable, Iterator
 import copydata
 
 from mechanisms.copydata_send import SEND_TIMEOUT, serve  # noqa: F401  (same receiving end)
+from payload import CHUNK_SIZE, chunks
 
 LABEL = "copydata.Sender"
-NOTE = "copydata.Sender (batched/split/shared-memory), streaming: flushed once, at the end"
+NOTE = ("copydata.Sender, batched (frames up to 1 MiB), streaming: flushed once, at the end; "
+        "payloads above 1 MiB in 1 MiB chunks until Sender splits them itself")
 # Messages are batched, so one message's round trip means nothing: throughput only.
 ROUND_TRIP = False
-
-
-def unavailable() -> str | None:
-    if not hasattr(copydata, "Sender"):
-        return "copydata.Sender does not exist yet"
-    return None
 
 
 @contextmanager
 def connect(address: str) -> Iterator[Callable[[memoryview], None]]:
     sender = copydata.Sender(int(address), timeout=SEND_TIMEOUT)
+
+    def send_one(message: memoryview) -> None:
+        for chunk in chunks(message, CHUNK_SIZE):
+            sender.send(chunk)
+
     try:
-        yield sender.send
+        yield send_one
         sender.flush()  # the receiver's time of the last message counts this too
     finally:
         sender.close()

@@ -7,6 +7,7 @@
  */
 #include <windows.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <wchar.h>
 
 struct text_message {
@@ -23,16 +24,16 @@ static const struct text_message messages[] = {
     {0xFFFFFFFF, L"clef \U0001D11E surrogate pair", 1},
 };
 
-int wmain(int argc, wchar_t **argv)
+int main(int argc, char **argv)
 {
     HWND target;
     size_t i;
 
     if (argc != 2) {
-        fwprintf(stderr, L"usage: utf16_sender.exe HWND\n");
+        fprintf(stderr, "usage: utf16_sender.exe HWND\n");
         return 2;
     }
-    target = (HWND)(ULONG_PTR)wcstoull(argv[1], NULL, 0);
+    target = (HWND)(ULONG_PTR)strtoull(argv[1], NULL, 0);
     for (i = 0; i < sizeof messages / sizeof messages[0]; i++) {
         COPYDATASTRUCT cds;
         DWORD_PTR answer = 0;
@@ -42,7 +43,7 @@ int wmain(int argc, wchar_t **argv)
         cds.cbData = (DWORD)(characters * sizeof(wchar_t));
         cds.lpData = (PVOID)messages[i].text;
         if (!SendMessageTimeoutW(target, WM_COPYDATA, 0, (LPARAM)&cds, SMTO_ABORTIFHUNG, 5000, &answer)) {
-            fwprintf(stderr, L"SendMessageTimeoutW failed: error %lu\n", GetLastError());
+            fprintf(stderr, "SendMessageTimeoutW failed: error %lu\n", GetLastError());
             return 1;
         }
         printf("%llu\n", (unsigned long long)answer);
