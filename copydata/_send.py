@@ -76,16 +76,23 @@ def resolve(target: Target) -> int:
     return _checks.window_handle(target, "target")
 
 
-def encode(data: Any, codec: _codecs.CodecSpec, raw: bool) -> Any:
-    """The payload for ``data``: itself for the bytes codec, else encoded and (unless raw) enveloped."""
-    codec = _codecs.resolve(codec)
+def encode_body(data: Any, codec: _codecs.Codec) -> Any:
+    """``data`` encoded by ``codec``; with the bytes codec, ``data`` itself (no copy)."""
     if isinstance(codec, _codecs.BytesCodec):
         if isinstance(data, str):
             raise TypeError("data must be bytes-like, not str: encode it first, "
                             "or pass codec='text' (UTF-8) or codec='utf-16'")
         return data
-    body = codec.encode(data)
-    return body if raw else _envelope.wrap(body, _codecs.codec_id(codec))
+    return codec.encode(data)
+
+
+def encode(data: Any, codec: _codecs.CodecSpec, raw: bool) -> Any:
+    """The payload for ``data``: itself for the bytes codec, else encoded and (unless raw) enveloped."""
+    resolved = _codecs.resolve(codec)
+    body = encode_body(data, resolved)
+    if raw or isinstance(resolved, _codecs.BytesCodec):
+        return body
+    return _envelope.wrap(body, _codecs.codec_id(resolved))
 
 
 def send(

@@ -10,7 +10,7 @@ from . import _checks, _codecs
 from ._core import ffi, lib
 from ._errors import CopyDataError, MessageTooLarge, Rejected
 from ._receiver import MAX_MESSAGE_SIZE
-from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, resolve, send_error
+from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, encode_body, resolve, send_error
 
 DEFAULT_MAX_BATCH_BYTES = 1 << 20
 DEFAULT_LINGER = 0.005
@@ -45,7 +45,6 @@ class Sender:
     ) -> None:
         self._hwnd = resolve(target)
         self._codec = _codecs.resolve(codec)
-        self._plain_bytes = isinstance(self._codec, _codecs.BytesCodec)
         self._codec_id = _codecs.codec_id(self._codec)
         least = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
         self._max_batch_bytes = _checks.positive_size(max_batch_bytes, "max_batch_bytes", most=MAX_MESSAGE_SIZE)
@@ -81,13 +80,7 @@ class Sender:
     def send(self, data: Any, tag: int = 0) -> None:
         """Add one message; it goes out with the next frame."""
         tag = _checks.tag(tag)
-        if self._plain_bytes:
-            if isinstance(data, str):
-                raise TypeError("data must be bytes-like, not str: encode it, or create the Sender with codec='text'")
-            body = data
-        else:
-            body = self._codec.encode(data)
-        pointer = ffi.from_buffer(body)
+        pointer = ffi.from_buffer(encode_body(data, self._codec))
         size = len(pointer)
         record = lib.CD_BATCH_RECORD_HEADER_SIZE + size
         if lib.CD_ENVELOPE_HEADER_SIZE + record > MAX_MESSAGE_SIZE:
