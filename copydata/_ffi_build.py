@@ -34,6 +34,9 @@ ffibuilder.cdef(
 #define CD_ENVELOPE_HEADER_SIZE ...
 #define CD_BATCH_RECORD_HEADER_SIZE ...
 #define CD_KIND_BATCH ...
+#define CD_KIND_PART ...
+#define CD_PART_HEADER_SIZE ...
+#define CD_MAX_TRANSFERS ...
 
 enum cd_status {
     CD_OK, CD_TIMEOUT, CD_CLOSED, CD_TARGET_GONE, CD_WIN32_ERROR, CD_NO_MEMORY,
@@ -64,8 +67,11 @@ typedef struct cd_stats {
     uint64_t refused_batch_in_sync_mode;
     uint64_t dropped_messages;
     uint64_t dropped_bytes;
+    uint64_t dropped_incomplete;
     uint64_t queued_messages;
     uint64_t queued_bytes;
+    uint64_t assembling_messages;
+    uint64_t assembling_bytes;
     uint64_t pump_errors;
 } cd_stats;
 
@@ -76,6 +82,8 @@ typedef struct cd_receiver_config {
     int sync;
     int allow_lower_integrity;
     int unpack_batches;
+    size_t max_transfer_size;
+    uint32_t part_timeout_ms;
 } cd_receiver_config;
 
 typedef struct cd_batch {

@@ -22,6 +22,8 @@ MAX_MESSAGE_SIZE = 2_000_000
 DEFAULT_MAX_QUEUE_MESSAGES = 100_000
 DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
 DEFAULT_BATCH_SIZE = 256
+DEFAULT_MAX_TRANSFER_SIZE = 64 * 1024 * 1024
+DEFAULT_PART_TIMEOUT = 10.0
 DEFAULT_REPLY_TIMEOUT = 5.0
 # recv() waits in slices so that Ctrl-C reaches a main thread blocked in it, and so that an
 # arecv() cancelled by asyncio stops waiting soon.
@@ -69,15 +71,21 @@ class ReceiverStats(NamedTuple):
     refused_closing: int
     """Refused: arrived while the receiver was closing."""
     refused_batch_in_sync_mode: int
-    """Refused: a batch frame (from a ``Sender``) at a receiver in sync mode."""
+    """Refused: a batch or part frame (from a ``Sender``) at a receiver in sync mode."""
     dropped_messages: int
     """Accepted, then discarded undelivered because the receiver was closed."""
     dropped_bytes: int
-    """Their payload bytes."""
+    """Their payload bytes (for a split message, what had arrived of it)."""
+    dropped_incomplete: int
+    """Split messages dropped because a part was missing for ``part_timeout`` seconds (or at close)."""
     queued_messages: int
     """Waiting to be delivered now."""
     queued_bytes: int
     """Their payload bytes."""
+    assembling_messages: int
+    """Split messages whose parts are still arriving."""
+    assembling_bytes: int
+    """The memory they hold."""
     pump_errors: int
     """Times GetMessageW failed and the window went on."""
     refused_pickle: int = 0
@@ -107,6 +115,10 @@ class Receiver:
     programs); enveloped payloads say their own codec. ``raw=True`` turns envelope decoding
     off. Pickled payloads are refused and counted unless ``allow_pickle=True``.
 
+    A ``Sender`` splits a message larger than one WM_COPYDATA into parts; the receiver puts
+    it together in C, up to ``max_transfer_size`` bytes, and drops (and counts) one whose
+    next part is ``part_timeout`` seconds late.
+
     ``name`` publishes the window so that ``send("name", ...)`` and :func:`copydata.find`
     reach it (two live receivers cannot hold one name: :class:`NameInUse`); ``channels``
     subscribes it to :func:`copydata.broadcast`. ``allow_lower_integrity=True`` lets
@@ -127,6 +139,8 @@ class Receiver:
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_queue_messages: int = DEFAULT_MAX_QUEUE_MESSAGES,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_transfer_size: int = DEFAULT_MAX_TRANSFER_SIZE,
+        part_timeout: float = DEFAULT_PART_TIMEOUT,
         batch_size: int = DEFAULT_BATCH_SIZE,
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
     ) -> None:
@@ -142,11 +156,14 @@ class Receiver:
         _checks.positive_size(max_message_size, "max_message_size", most=0xFFFFFFFF)
         _checks.positive_size(max_queue_messages, "max_queue_messages")
         _checks.positive_size(max_queue_bytes, "max_queue_bytes")
+        _checks.positive_size(max_transfer_size, "max_transfer_size")
         _checks.positive_size(batch_size, "batch_size", most=1 << 20)
         _checks.timeout_ms(reply_timeout)
-        if max_message_size > max_queue_bytes:
-            raise ValueError(f"max_message_size ({max_message_size}) cannot exceed max_queue_bytes "
-                             f"({max_queue_bytes}): such a message could never be queued")
+        part_timeout_ms = _checks.timeout_ms(part_timeout)
+        for limit, what in ((max_message_size, "max_message_size"), (max_transfer_size, "max_transfer_size")):
+            if limit > max_queue_bytes:
+                raise ValueError(f"{what} ({limit}) cannot exceed max_queue_bytes ({max_queue_bytes}): "
+                                 f"such a message could never be queued")
 
         self._name = name
         self._channels = tuple(channel_names)
@@ -177,6 +194,8 @@ class Receiver:
             "sync": int(self._sync),
             "allow_lower_integrity": int(bool(allow_lower_integrity)),
             "unpack_batches": int(not self._raw),
+            "max_transfer_size": max_transfer_size,
+            "part_timeout_ms": part_timeout_ms,
         })
         handle = ffi.new("cd_receiver **")
         error = ffi.new("uint32_t *")

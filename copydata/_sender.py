@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
+import struct
 import threading
 import time
 from typing import Any
 
-from . import _checks, _codecs
+from . import _checks, _codecs, _envelope
 from ._core import ffi, lib
-from ._errors import CopyDataError, MessageTooLarge, Rejected
+from ._errors import CopyDataError, Rejected
 from ._receiver import MAX_MESSAGE_SIZE
 from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, encode_body, resolve, send_error
 
 DEFAULT_MAX_BATCH_BYTES = 1 << 20
 DEFAULT_LINGER = 0.005
+DEFAULT_CHUNK_SIZE = 1 << 20
+# The header of a part frame (see csrc/copydata.h): the envelope with the transfer id in its
+# request-id field, then the message's total size and this part's offset.
+_PART_HEADER = struct.Struct("<4sBBBBQQQ")
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.05
@@ -28,6 +34,10 @@ class Sender:
     :meth:`close`. A copydata receiver unpacks the frame in C and still delivers every
     message separately, in order, with its own tag.
 
+    A message larger than ``chunk_size`` goes alone, in parts of at most ``chunk_size``
+    bytes, which the receiver puts back together before it delivers the message (in order
+    with the others). Parts are how a Sender moves messages larger than one WM_COPYDATA.
+
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
     :meth:`flush` block meanwhile. An error in a background (linger) send is raised by the
@@ -41,6 +51,7 @@ class Sender:
         codec: _codecs.CodecSpec = "bytes",
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         linger: float = DEFAULT_LINGER,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._hwnd = resolve(target)
@@ -53,6 +64,8 @@ class Sender:
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger < 3600:
             raise ValueError(f"linger must be a number of seconds from 0 to 3600; got {linger!r}")
         self._linger = float(linger)
+        self._chunk_size = _checks.positive_size(chunk_size, "chunk_size",
+                                                 most=MAX_MESSAGE_SIZE - lib.CD_PART_HEADER_SIZE)
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
         self._batch = ffi.gc(ffi.new("cd_batch *"), lib.cd_batch_release)
@@ -83,11 +96,12 @@ class Sender:
         pointer = ffi.from_buffer(encode_body(data, self._codec))
         size = len(pointer)
         record = lib.CD_BATCH_RECORD_HEADER_SIZE + size
-        if lib.CD_ENVELOPE_HEADER_SIZE + record > MAX_MESSAGE_SIZE:
-            raise MessageTooLarge(f"a message of {size} bytes does not fit in one WM_COPYDATA frame "
-                                  f"of at most {MAX_MESSAGE_SIZE} bytes; nothing was sent")
         with self._lock:
             self._raise_if_unusable()
+            if size > self._chunk_size:
+                self._flush_frame()  # what came before goes first
+                self._send_parts(tag, pointer, size)
+                return
             if self._batch.records and self._batch.size + record > self._max_batch_bytes:
                 self._flush_frame()
             status = lib.cd_batch_append(self._batch, tag, pointer, size)
@@ -144,27 +158,40 @@ class Sender:
     def _flush_frame(self) -> None:
         if self._batch.records == 0:
             return
+        self._deliver(0, self._batch.data, self._batch.size,
+                      f"a frame of {self._batch.records} messages; they are still pending")
+        self._start_frame()
+        self._first_waiting_since = None
+
+    def _send_parts(self, tag: int, pointer: Any, size: int) -> None:
+        transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
+        view = ffi.buffer(pointer, size)
+        for offset in range(0, size, self._chunk_size):
+            chunk = view[offset:offset + self._chunk_size]
+            frame = _PART_HEADER.pack(_envelope.MAGIC, _envelope.VERSION, self._codec_id, lib.CD_KIND_PART,
+                                      0, transfer_id, size, offset) + chunk
+            self._deliver(tag, ffi.from_buffer(frame), len(frame),
+                          f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
+
+    def _deliver(self, tag: int, data: Any, size: int, what: str) -> None:
+        """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it."""
         result = ffi.new("intptr_t *")
         error = ffi.new("uint32_t *")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         backoff = _FIRST_BACKOFF
         while True:
-            status = lib.cd_send(self._hwnd, 0, 0, self._batch.data, self._batch.size, self._timeout_ms,
-                                 SMTO_ABORTIFHUNG, result, error)
+            status = lib.cd_send(self._hwnd, tag, 0, data, size, self._timeout_ms, SMTO_ABORTIFHUNG, result, error)
             if status != lib.CD_OK:
                 raise send_error(status, error[0], self._hwnd, self._timeout)
             if result[0] != 0:
-                break
+                return
             if deadline is not None and time.monotonic() + backoff > deadline:
-                raise Rejected(f"window {self._hwnd:#x} refused a frame of {self._batch.records} messages "
-                               f"for {self._timeout} s (its queue stayed full, or it is in sync mode "
-                               f"or not a copydata receiver); they are still pending")
+                raise Rejected(f"window {self._hwnd:#x} refused {what} for {self._timeout} s (its queue "
+                               f"stayed full, or it is in sync mode or not a copydata receiver)")
             # Keep the lock while waiting: producers block (back-pressure), and no other thread
             # can send this same frame meanwhile.
             time.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
-        self._start_frame()
-        self._first_waiting_since = None
 
     def _linger_loop(self) -> None:
         with self._lock:

@@ -27,6 +27,11 @@
 #define CD_ENVELOPE_HEADER_SIZE 16
 #define CD_KIND_BATCH 4
 #define CD_BATCH_RECORD_HEADER_SIZE 12
+/* A part frame: an envelope of kind CD_KIND_PART whose request-id field holds a nonzero
+ * transfer id, then u64 total size and u64 offset of this part, then the part's bytes. */
+#define CD_KIND_PART 5
+#define CD_PART_HEADER_SIZE 32
+#define CD_MAX_TRANSFERS 64
 #define CD_NO_CODEC (-1)
 
 enum cd_status {
@@ -72,8 +77,11 @@ typedef struct cd_stats {
     uint64_t refused_batch_in_sync_mode;
     uint64_t dropped_messages;    /* accepted, then discarded undelivered at close */
     uint64_t dropped_bytes;
+    uint64_t dropped_incomplete;  /* split messages dropped: a part was missing for too long */
     uint64_t queued_messages;     /* waiting to be taken now */
     uint64_t queued_bytes;
+    uint64_t assembling_messages; /* split messages whose parts are still arriving */
+    uint64_t assembling_bytes;    /* the memory they hold */
     uint64_t pump_errors;         /* times GetMessageW failed and the loop went on */
 } cd_stats;
 
@@ -83,7 +91,9 @@ typedef struct cd_receiver_config {
     size_t max_queue_bytes;
     int sync;   /* nonzero: the window procedure waits for cd_receiver_reply */
     int allow_lower_integrity;  /* nonzero: let lower-integrity processes send WM_COPYDATA (UIPI) */
-    int unpack_batches;         /* nonzero: deliver the records of batch frames one by one */
+    int unpack_batches;         /* nonzero: take batch frames apart and part frames together */
+    size_t max_transfer_size;   /* the largest message accepted in parts */
+    uint32_t part_timeout_ms;   /* how long an incomplete message waits for its next part */
 } cd_receiver_config;
 
 typedef struct cd_receiver cd_receiver;
@@ -142,6 +152,19 @@ void cd_batch_release(cd_batch *batch);
  * total size and its codec set), -1 for a batch frame that is malformed. */
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id);
+
+typedef struct cd_part {
+    uint64_t transfer_id;
+    uint64_t total;
+    uint64_t offset;
+    int codec_id;
+    const unsigned char *data;
+    size_t length;
+} cd_part;
+
+/* Checks a payload: 0 when it is no part frame, 1 for a valid one (described in part), -1 for
+ * a part frame that is malformed (no transfer id, empty, or past its total). */
+int cd_part_check(const unsigned char *data, size_t size, cd_part *part);
 
 /* A top-level or message-only window by class name and/or title (NULL: any). */
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);

@@ -10,8 +10,25 @@
 
 #include "copydata.h"
 
+/* A message arriving in parts: allocated whole at its first part, queued at its last. */
+typedef struct cd_transfer {
+    struct cd_transfer *next;
+    uint64_t sender;
+    uint64_t transfer_id;
+    uint64_t received;
+    ULONGLONG last_part_ms;
+    cd_message *message;
+} cd_transfer;
+
+#define PART_SWEEP_TIMER 1
+#define PART_SWEEP_INTERVAL_MS 1000
+
 struct cd_receiver {
     cd_receiver_config config;
+    /* Only the pump thread touches these (and close, once that thread has ended). */
+    cd_transfer *transfers;
+    size_t transfer_count;
+    size_t transfer_bytes;
     SRWLOCK lock;                 /* guards everything below */
     CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
     cd_message *head;
@@ -123,7 +140,7 @@ static int make_room(cd_receiver *r, size_t count, size_t bytes, size_t payload_
     return !stopping && !full;
 }
 
-static cd_message *copy_message(uint64_t tag, WPARAM wparam, const void *data, size_t size, int codec_id)
+static cd_message *new_message(uint64_t tag, WPARAM wparam, size_t size, int codec_id)
 {
     cd_message *m = (cd_message *)malloc(sizeof *m + size);
     if (m == NULL)
@@ -134,7 +151,13 @@ static cd_message *copy_message(uint64_t tag, WPARAM wparam, const void *data, s
     m->size = size;
     m->data = (const char *)(m + 1);
     m->codec_id = codec_id;
-    if (size)
+    return m;
+}
+
+static cd_message *copy_message(uint64_t tag, WPARAM wparam, const void *data, size_t size, int codec_id)
+{
+    cd_message *m = new_message(tag, wparam, size, codec_id);
+    if (m != NULL && size)
         memcpy(m + 1, data, size);
     return m;
 }
@@ -179,11 +202,122 @@ static LRESULT accept_batch(cd_receiver *r, WPARAM wparam, const unsigned char *
     return TRUE;
 }
 
+/* Takes a transfer out of the table; dropped: it will never complete. */
+static void unlink_transfer(cd_receiver *r, cd_transfer **link, int dropped)
+{
+    cd_transfer *t = *link;
+
+    *link = t->next;
+    r->transfer_count--;
+    r->transfer_bytes -= t->message->size;
+    AcquireSRWLockExclusive(&r->lock);
+    r->stats.assembling_messages--;
+    r->stats.assembling_bytes -= t->message->size;
+    if (dropped) {
+        r->stats.dropped_messages++;
+        r->stats.dropped_bytes += t->received;
+        r->stats.dropped_incomplete++;
+    }
+    ReleaseSRWLockExclusive(&r->lock);
+}
+
+static void drop_transfer(cd_receiver *r, cd_transfer **link)
+{
+    cd_transfer *t = *link;
+
+    unlink_transfer(r, link, 1);
+    free(t->message);
+    free(t);
+}
+
+static void drop_stale_transfers(cd_receiver *r, ULONGLONG now)
+{
+    cd_transfer **link = &r->transfers;
+    while (*link) {
+        if (now - (*link)->last_part_ms >= r->config.part_timeout_ms)
+            drop_transfer(r, link);
+        else
+            link = &(*link)->next;
+    }
+}
+
+static cd_transfer **find_transfer(cd_receiver *r, uint64_t sender, uint64_t transfer_id)
+{
+    cd_transfer **link = &r->transfers;
+    while (*link && ((*link)->sender != sender || (*link)->transfer_id != transfer_id))
+        link = &(*link)->next;
+    return link;
+}
+
+/* One part of a split message (already checked by cd_part_check). Parts come in order; the
+ * message is queued when its last part arrives, or refused then, whole, until it fits. */
+static LRESULT accept_part(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t size, const cd_part *part)
+{
+    ULONGLONG now = GetTickCount64();
+    cd_transfer **link, *t;
+    int complete;
+
+    drop_stale_transfers(r, now);
+    link = find_transfer(r, (uint64_t)wparam, part->transfer_id);
+    if (part->offset == 0) {
+        if (*link)
+            drop_transfer(r, link); /* begun again: the earlier attempt can never complete */
+        if (part->total > r->config.max_transfer_size) {
+            refuse(r, &r->stats.refused_too_large, size);
+            return FALSE;
+        }
+        if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes) {
+            refuse(r, &r->stats.refused_queue_full, size);
+            return FALSE;
+        }
+        t = (cd_transfer *)calloc(1, sizeof *t);
+        if (t == NULL || (t->message = new_message(tag, wparam, (size_t)part->total, part->codec_id)) == NULL) {
+            free(t);
+            refuse(r, &r->stats.refused_queue_full, size);
+            return FALSE;
+        }
+        t->sender = (uint64_t)wparam;
+        t->transfer_id = part->transfer_id;
+        t->next = r->transfers;
+        r->transfers = t;
+        r->transfer_count++;
+        r->transfer_bytes += (size_t)part->total;
+        AcquireSRWLockExclusive(&r->lock);
+        r->stats.assembling_messages++;
+        r->stats.assembling_bytes += part->total;
+        ReleaseSRWLockExclusive(&r->lock);
+        link = &r->transfers;
+    } else {
+        t = *link;
+        if (t == NULL || part->offset != t->received || part->total != t->message->size
+            || part->codec_id != t->message->codec_id || tag != t->message->tag) {
+            if (t)
+                drop_transfer(r, link);
+            refuse(r, &r->stats.refused_malformed, size);
+            return FALSE;
+        }
+    }
+    t = *link;
+    complete = t->received + part->length == t->message->size;
+    if (complete && !make_room(r, 1, t->message->size, size))
+        return FALSE; /* the sender offers this last part again */
+    memcpy((char *)t->message->data + part->offset, part->data, part->length);
+    t->received += part->length;
+    t->last_part_ms = now;
+    if (complete) {
+        unlink_transfer(r, link, 0);
+        append_all(r, t->message);
+        free(t);
+    }
+    return TRUE;
+}
+
 static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
 {
     cd_message *m;
     size_t size, records, record_bytes;
-    int batch = 0, codec_id;
+    int batch = 0, codec_id;   /* 0 plain, 1 batch frame, 2 part frame, negative malformed */
+    cd_part part;
 
     if (cds == NULL) {
         refuse(r, &r->stats.refused_malformed, 0);
@@ -198,8 +332,11 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
         refuse(r, &r->stats.refused_too_large, size);
         return FALSE;
     }
-    if (r->config.unpack_batches)
+    if (r->config.unpack_batches) {
         batch = cd_batch_check((const unsigned char *)cds->lpData, size, &records, &record_bytes, &codec_id);
+        if (batch == 0)
+            batch = 2 * cd_part_check((const unsigned char *)cds->lpData, size, &part);
+    }
     if (batch < 0) {
         refuse(r, &r->stats.refused_malformed, size);
         return FALSE;
@@ -210,7 +347,9 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
     }
     if (r->config.sync)
         return hand_over_and_wait(r, wparam, cds);
-    if (batch > 0)
+    if (batch == 2)
+        return accept_part(r, wparam, (uint64_t)cds->dwData, size, &part);
+    if (batch == 1)
         return accept_batch(r, wparam, (const unsigned char *)cds->lpData, size, records, record_bytes, codec_id);
 
     if (!make_room(r, 1, size, size))
@@ -244,6 +383,11 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
             if (stopping)
                 DestroyWindow(hwnd);
         }
+        return 0;
+    case WM_TIMER:
+        /* Anyone may post WM_TIMER; all it can cause is an early sweep. */
+        if (r && wparam == PART_SWEEP_TIMER)
+            drop_stale_transfers(r, GetTickCount64());
         return 0;
     case WM_DESTROY:
         PostQuitMessage(0);
@@ -304,6 +448,8 @@ static DWORD WINAPI pump_thread(LPVOID parameter)
     ReleaseSRWLockExclusive(&r->lock);
     if (hwnd == NULL)
         return 1;
+    if (r->config.unpack_batches)
+        SetTimer(hwnd, PART_SWEEP_TIMER, PART_SWEEP_INTERVAL_MS, NULL);
 
     while ((got = GetMessageW(&msg, NULL, 0, 0)) != 0) {
         if (got == -1) {
@@ -326,7 +472,8 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     *receiver = NULL;
     *win32_error = 0;
     if (config->max_queue_messages == 0 || config->max_message_size > MAXDWORD
-        || config->max_message_size > config->max_queue_bytes)
+        || config->max_message_size > config->max_queue_bytes
+        || config->max_transfer_size > config->max_queue_bytes || config->part_timeout_ms == 0)
         return CD_INVALID;
     r = (cd_receiver *)calloc(1, sizeof *r);
     if (r == NULL)
@@ -452,6 +599,9 @@ void cd_receiver_close(cd_receiver *r)
         WaitForSingleObject(thread, INFINITE);
         CloseHandle(thread);
     }
+    /* The pump thread has ended: incomplete split messages can never complete now. */
+    while (r->transfers)
+        drop_transfer(r, &r->transfers);
 
     AcquireSRWLockExclusive(&r->lock);
     r->closed = 1;

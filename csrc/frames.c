@@ -1,6 +1,8 @@
 /*
- * Batch frames: many messages in one WM_COPYDATA. A sender appends records to a growing
- * frame; a receiver checks every length against the frame before it trusts any of them.
+ * copydata's own frames, inside the envelope:
+ *   - batch frames: many messages in one WM_COPYDATA; a sender appends records to a growing
+ *     frame, a receiver checks every length against the frame before it trusts any of them;
+ *   - part frames: one piece of a message too large for one WM_COPYDATA.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,14 @@
 #include "copydata.h"
 
 static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 255};
+
+static int envelope_kind(const unsigned char *data, size_t size)
+{
+    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE || memcmp(data, CD_ENVELOPE_MAGIC, 4) != 0
+        || data[4] != CD_ENVELOPE_VERSION)
+        return -1;
+    return data[6];
+}
 
 static int codec_is_known(int codec_id)
 {
@@ -88,8 +98,7 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
     *records = 0;
     *record_bytes = 0;
     *codec_id = CD_NO_CODEC;
-    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE || memcmp(data, CD_ENVELOPE_MAGIC, 4) != 0
-        || data[4] != CD_ENVELOPE_VERSION || data[6] != CD_KIND_BATCH)
+    if (envelope_kind(data, size) != CD_KIND_BATCH)
         return 0;
     /* From here on it claims to be a batch frame: anything wrong makes it malformed. */
     if (!codec_is_known(data[5]) || memcmp(data + 7, zeros, 9) != 0)
@@ -109,5 +118,25 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
     if (*records == 0)
         return -1;
     *codec_id = data[5];
+    return 1;
+}
+
+int cd_part_check(const unsigned char *data, size_t size, cd_part *part)
+{
+    memset(part, 0, sizeof *part);
+    if (envelope_kind(data, size) != CD_KIND_PART)
+        return 0;
+    /* From here on it claims to be a part frame: anything wrong makes it malformed. */
+    if (size < CD_PART_HEADER_SIZE || !codec_is_known(data[5]) || data[7] != 0)
+        return -1;
+    memcpy(&part->transfer_id, data + 8, 8);
+    memcpy(&part->total, data + 16, 8);
+    memcpy(&part->offset, data + 24, 8);
+    part->codec_id = data[5];
+    part->data = data + CD_PART_HEADER_SIZE;
+    part->length = size - CD_PART_HEADER_SIZE;
+    if (part->transfer_id == 0 || part->length == 0 || part->offset > part->total
+        || part->length > part->total - part->offset)
+        return -1;
     return 1;
 }
