@@ -116,8 +116,9 @@ class Receiver:
     off. Pickled payloads are refused and counted unless ``allow_pickle=True``.
 
     A ``Sender`` splits a message larger than one WM_COPYDATA into parts; the receiver puts
-    it together in C, up to ``max_transfer_size`` bytes, and drops (and counts) one whose
-    next part is ``part_timeout`` seconds late.
+    it together in C, up to ``max_transfer_size`` bytes (default 64 MiB, or
+    ``max_queue_bytes`` if smaller), and drops (and counts) one whose next part is
+    ``part_timeout`` seconds late.
 
     ``name`` publishes the window so that ``send("name", ...)`` and :func:`copydata.find`
     reach it (two live receivers cannot hold one name: :class:`NameInUse`); ``channels``
@@ -139,7 +140,7 @@ class Receiver:
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_queue_messages: int = DEFAULT_MAX_QUEUE_MESSAGES,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        max_transfer_size: int = DEFAULT_MAX_TRANSFER_SIZE,
+        max_transfer_size: int | None = None,
         part_timeout: float = DEFAULT_PART_TIMEOUT,
         batch_size: int = DEFAULT_BATCH_SIZE,
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
@@ -156,6 +157,8 @@ class Receiver:
         _checks.positive_size(max_message_size, "max_message_size", most=0xFFFFFFFF)
         _checks.positive_size(max_queue_messages, "max_queue_messages")
         _checks.positive_size(max_queue_bytes, "max_queue_bytes")
+        if max_transfer_size is None:
+            max_transfer_size = min(DEFAULT_MAX_TRANSFER_SIZE, max_queue_bytes)
         _checks.positive_size(max_transfer_size, "max_transfer_size")
         _checks.positive_size(batch_size, "batch_size", most=1 << 20)
         _checks.timeout_ms(reply_timeout)

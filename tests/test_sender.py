@@ -112,8 +112,6 @@ def test_errors_are_typed():
     sender = copydata.Sender(receiver, linger=60)
     with pytest.raises(TypeError, match="bytes-like"):
         sender.send("text")
-    with pytest.raises(copydata.MessageTooLarge):
-        sender.send(bytes(copydata.MAX_MESSAGE_SIZE))
     sender.send(b"x")
     receiver.close()
     with pytest.raises(copydata.TargetNotFound):
@@ -133,6 +131,19 @@ def test_errors_are_typed():
         refused.close()  # closed all the same: the second close is a no-op
         with pytest.raises(ValueError, match="closed"):
             refused.send(b"y")
+
+
+def test_a_message_above_the_receivers_max_transfer_size_is_rejected():
+    with copydata.Receiver(max_transfer_size=1000) as receiver:
+        sender = copydata.Sender(receiver, chunk_size=500, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(copydata.Rejected, match="part 1 of a 1001-byte message"):
+            sender.send(bytes(1001))
+        assert time.monotonic() - started < 3
+        assert receiver.stats.refused_too_large >= 1
+        sender.send(bytes(1000))  # the sender is still usable
+        sender.close()
+        assert len(receiver.recv(timeout=5).data) == 1000
 
 
 def test_a_background_error_is_raised_by_the_next_call():
