@@ -1,4 +1,5 @@
-"""copydata.Sender: messages packed into batch frames, to the same queue-mode Receiver."""
+"""copydata.Sender: messages packed into batch frames (large ones split into parts by the Sender
+itself), to the same queue-mode Receiver as copydata.send's."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from typing import Callable, Iterator
 import copydata
 
 from mechanisms.copydata_send import SEND_TIMEOUT, serve  # noqa: F401  (same receiving end)
-from payload import CHUNK_SIZE, chunks
 
 LABEL = "copydata.Sender"
-NOTE = ("copydata.Sender, batched (frames up to 1 MiB), streaming: flushed once, at the end; "
-        "payloads above 1 MiB in 1 MiB chunks until Sender splits them itself")
+NOTE = ("copydata.Sender, batched (frames up to 1 MiB), messages above 1 MiB split into 1 MiB parts "
+        "by the Sender and put together by the Receiver; streaming: flushed once, at the end")
 # Messages are batched, so one message's round trip means nothing: throughput only.
 ROUND_TRIP = False
 
@@ -20,13 +20,8 @@ ROUND_TRIP = False
 @contextmanager
 def connect(address: str) -> Iterator[Callable[[memoryview], None]]:
     sender = copydata.Sender(int(address), timeout=SEND_TIMEOUT)
-
-    def send_one(message: memoryview) -> None:
-        for chunk in chunks(message, CHUNK_SIZE):
-            sender.send(chunk)
-
     try:
-        yield send_one
+        yield sender.send
         sender.flush()  # the receiver's time of the last message counts this too
     finally:
         sender.close()
