@@ -37,6 +37,9 @@ ffibuilder.cdef(
 #define CD_KIND_PART ...
 #define CD_PART_HEADER_SIZE ...
 #define CD_MAX_TRANSFERS ...
+#define CD_KIND_SECTION ...
+#define CD_SECTION_HEADER_SIZE ...
+#define CD_MAX_SECTION_NAME ...
 
 enum cd_status {
     CD_OK, CD_TIMEOUT, CD_CLOSED, CD_TARGET_GONE, CD_WIN32_ERROR, CD_NO_MEMORY,
@@ -65,6 +68,7 @@ typedef struct cd_stats {
     uint64_t refused_malformed;
     uint64_t refused_closing;
     uint64_t refused_batch_in_sync_mode;
+    uint64_t refused_section;
     uint64_t dropped_messages;
     uint64_t dropped_bytes;
     uint64_t dropped_incomplete;
@@ -119,6 +123,10 @@ int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size
 void cd_batch_release(cd_batch *batch);
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id);
+typedef struct cd_section cd_section;
+int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error);
+void *cd_section_view(cd_section *section);
+void cd_section_close(cd_section *section);
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);
 """
 )

@@ -71,7 +71,10 @@ class ReceiverStats(NamedTuple):
     refused_closing: int
     """Refused: arrived while the receiver was closing."""
     refused_batch_in_sync_mode: int
-    """Refused: a batch or part frame (from a ``Sender``) at a receiver in sync mode."""
+    """Refused: a batch, part or section frame (from a ``Sender``) at a receiver in sync mode."""
+    refused_section: int
+    """Refused: a section descriptor naming a section that is missing, not owned by this
+    receiver's user, or smaller than the range it names."""
     dropped_messages: int
     """Accepted, then discarded undelivered because the receiver was closed."""
     dropped_bytes: int

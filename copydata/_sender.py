@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import struct
 import threading
@@ -12,14 +13,20 @@ from . import _checks, _codecs, _envelope
 from ._core import ffi, lib
 from ._errors import CopyDataError, Rejected
 from ._receiver import MAX_MESSAGE_SIZE
+from ._win32 import describe_error
 from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, encode_body, resolve, send_error
 
 DEFAULT_MAX_BATCH_BYTES = 1 << 20
 DEFAULT_LINGER = 0.005
 DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_SHM_THRESHOLD = 1 << 20
+SECTION_PREFIX = "Local\\copydata.v1.shm."
 # The header of a part frame (see csrc/copydata.h): the envelope with the transfer id in its
 # request-id field, then the message's total size and this part's offset.
 _PART_HEADER = struct.Struct("<4sBBBBQQQ")
+# A section descriptor: the envelope (request id 0), offset, length, the name's length in
+# characters, then the name in UTF-16.
+_SECTION_HEADER = struct.Struct("<4sBBBBQQQI")
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.05
@@ -34,9 +41,12 @@ class Sender:
     :meth:`close`. A copydata receiver unpacks the frame in C and still delivers every
     message separately, in order, with its own tag.
 
-    A message larger than ``chunk_size`` goes alone, in parts of at most ``chunk_size``
-    bytes, which the receiver puts back together before it delivers the message (in order
-    with the others). Parts are how a Sender moves messages larger than one WM_COPYDATA.
+    A message larger than ``shm_threshold`` goes through a shared-memory section of the
+    sender's (owned by and open only to the current user, under an unguessable name): the
+    bytes are copied into it once and out of it once by the receiver, and only a small
+    descriptor travels as WM_COPYDATA. With ``shm_threshold=None``, a message larger than
+    ``chunk_size`` goes in parts of at most ``chunk_size`` bytes instead, which the receiver
+    puts back together. Either way large messages arrive in order with the others.
 
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
@@ -52,6 +62,7 @@ class Sender:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         linger: float = DEFAULT_LINGER,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        shm_threshold: int | None = DEFAULT_SHM_THRESHOLD,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         self._hwnd = resolve(target)
@@ -66,6 +77,9 @@ class Sender:
         self._linger = float(linger)
         self._chunk_size = _checks.positive_size(chunk_size, "chunk_size",
                                                  most=MAX_MESSAGE_SIZE - lib.CD_PART_HEADER_SIZE)
+        self._shm_threshold = None if shm_threshold is None else _checks.positive_size(shm_threshold, "shm_threshold")
+        self._section: Any = None  # cd_section *, created on first use, grown as needed
+        self._section_size = 0
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
         self._batch = ffi.gc(ffi.new("cd_batch *"), lib.cd_batch_release)
@@ -98,8 +112,12 @@ class Sender:
         record = lib.CD_BATCH_RECORD_HEADER_SIZE + size
         with self._lock:
             self._raise_if_unusable()
-            if size > self._chunk_size:
+            if self._shm_threshold is not None and size > self._shm_threshold:
                 self._flush_frame()  # what came before goes first
+                self._send_through_section(tag, pointer, size)
+                return
+            if size > self._chunk_size:
+                self._flush_frame()
                 self._send_parts(tag, pointer, size)
                 return
             if self._batch.records and self._batch.size + record > self._max_batch_bytes:
@@ -130,6 +148,9 @@ class Sender:
             finally:
                 self._closed = True
                 self._lock.notify_all()
+                if self._section is not None:
+                    lib.cd_section_close(self._section)
+                    self._section = None
         if self._lingerer is not None:
             self._lingerer.join()
 
@@ -172,6 +193,30 @@ class Sender:
                                       0, transfer_id, size, offset) + chunk
             self._deliver(tag, ffi.from_buffer(frame), len(frame),
                           f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
+
+    def _send_through_section(self, tag: int, pointer: Any, size: int) -> None:
+        if self._section_size < size:
+            self._open_section(size)
+        ffi.memmove(lib.cd_section_view(self._section), pointer, size)
+        name = self._section_name.encode("utf-16-le")
+        frame = _SECTION_HEADER.pack(_envelope.MAGIC, _envelope.VERSION, self._codec_id, lib.CD_KIND_SECTION, 0, 0,
+                                     0, size, len(self._section_name)) + name
+        # The receiver copies the bytes out before it answers, so the section is free again after.
+        self._deliver(tag, ffi.from_buffer(frame), len(frame), f"a {size}-byte message in shared memory")
+
+    def _open_section(self, size: int) -> None:
+        if self._section is not None:
+            lib.cd_section_close(self._section)
+            self._section = None
+        capacity = max(size, 2 * self._section_size)
+        self._section_name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
+        section = ffi.new("cd_section **")
+        error = ffi.new("uint32_t *")
+        status = lib.cd_section_create(self._section_name, capacity, section, error)
+        if status != lib.CD_OK:
+            raise CopyDataError(f"could not create a shared-memory section of {capacity} bytes: "
+                                f"{describe_error(status, error[0])}")
+        self._section, self._section_size = section[0], capacity
 
     def _deliver(self, tag: int, data: Any, size: int, what: str) -> None:
         """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it."""

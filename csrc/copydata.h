@@ -32,6 +32,12 @@
 #define CD_KIND_PART 5
 #define CD_PART_HEADER_SIZE 32
 #define CD_MAX_TRANSFERS 64
+/* A section descriptor: an envelope of kind CD_KIND_SECTION (request id 0), then u64 offset,
+ * u64 length, u32 name length in characters, then the section's name in UTF-16 (no NUL). */
+#define CD_KIND_SECTION 6
+#define CD_SECTION_HEADER_SIZE 36
+#define CD_SECTION_PREFIX L"Local\\copydata.v1.shm."
+#define CD_MAX_SECTION_NAME 128
 #define CD_NO_CODEC (-1)
 
 enum cd_status {
@@ -75,6 +81,7 @@ typedef struct cd_stats {
     uint64_t refused_malformed;
     uint64_t refused_closing;
     uint64_t refused_batch_in_sync_mode;
+    uint64_t refused_section;     /* a descriptor naming a section that is missing, not ours, or too small */
     uint64_t dropped_messages;    /* accepted, then discarded undelivered at close */
     uint64_t dropped_bytes;
     uint64_t dropped_incomplete;  /* split messages dropped: a part was missing for too long */
@@ -165,6 +172,28 @@ typedef struct cd_part {
 /* Checks a payload: 0 when it is no part frame, 1 for a valid one (described in part), -1 for
  * a part frame that is malformed (no transfer id, empty, or past its total). */
 int cd_part_check(const unsigned char *data, size_t size, cd_part *part);
+
+typedef struct cd_section cd_section;
+typedef struct cd_section_descriptor {
+    uint64_t offset;
+    uint64_t length;
+    int codec_id;
+    wchar_t name[CD_MAX_SECTION_NAME + 1];
+} cd_section_descriptor;
+
+/* The process user's SID (free with cd_free_sid), the owner every section must have. */
+void *cd_current_user_sid(void);
+void cd_free_sid(void *sid);
+/* A section of size bytes under name (in CD_SECTION_PREFIX's namespace), owned by and open
+ * only to the current user, mapped for writing. CD_NAME_IN_USE if the name exists already. */
+int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error);
+void *cd_section_view(cd_section *section);
+void cd_section_close(cd_section *section);
+/* Checks a payload: 0 when it is no section descriptor, 1 for a valid one, -1 for a malformed one. */
+int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor);
+/* Copies the described range into destination, if owner_sid owns the section and the range
+ * lies inside it: CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
+int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_sid, void *destination);
 
 /* A top-level or message-only window by class name and/or title (NULL: any). */
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);

@@ -29,6 +29,7 @@ struct cd_receiver {
     cd_transfer *transfers;
     size_t transfer_count;
     size_t transfer_bytes;
+    void *user_sid;               /* sections must be owned by this user */
     SRWLOCK lock;                 /* guards everything below */
     CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
     cd_message *head;
@@ -312,12 +313,40 @@ static LRESULT accept_part(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t s
     return TRUE;
 }
 
+/* A message in a section of the sender's (already checked by cd_section_check): copied out
+ * whole before the sender is answered, so it may reuse the section at once. */
+static LRESULT accept_section(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t size,
+                              const cd_section_descriptor *descriptor)
+{
+    cd_message *m;
+
+    if (descriptor->length > r->config.max_transfer_size) {
+        refuse(r, &r->stats.refused_too_large, size);
+        return FALSE;
+    }
+    if (!make_room(r, 1, (size_t)descriptor->length, size))
+        return FALSE;
+    m = new_message(tag, wparam, (size_t)descriptor->length, descriptor->codec_id);
+    if (m == NULL) {
+        refuse(r, &r->stats.refused_queue_full, size);
+        return FALSE;
+    }
+    if (cd_section_copy(descriptor, r->user_sid, (void *)m->data) != CD_OK) {
+        free(m);
+        refuse(r, &r->stats.refused_section, size);
+        return FALSE;
+    }
+    append_all(r, m);
+    return TRUE;
+}
+
 static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
 {
     cd_message *m;
     size_t size, records, record_bytes;
-    int batch = 0, codec_id;   /* 0 plain, 1 batch frame, 2 part frame, negative malformed */
+    int batch = 0, codec_id;   /* 0 plain, 1 batch, 2 part, 3 section descriptor, negative malformed */
     cd_part part;
+    cd_section_descriptor section;
 
     if (cds == NULL) {
         refuse(r, &r->stats.refused_malformed, 0);
@@ -336,6 +365,8 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
         batch = cd_batch_check((const unsigned char *)cds->lpData, size, &records, &record_bytes, &codec_id);
         if (batch == 0)
             batch = 2 * cd_part_check((const unsigned char *)cds->lpData, size, &part);
+        if (batch == 0)
+            batch = 3 * cd_section_check((const unsigned char *)cds->lpData, size, &section);
     }
     if (batch < 0) {
         refuse(r, &r->stats.refused_malformed, size);
@@ -347,6 +378,8 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
     }
     if (r->config.sync)
         return hand_over_and_wait(r, wparam, cds);
+    if (batch == 3)
+        return accept_section(r, wparam, (uint64_t)cds->dwData, size, &section);
     if (batch == 2)
         return accept_part(r, wparam, (uint64_t)cds->dwData, size, &part);
     if (batch == 1)
@@ -479,12 +512,19 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     if (r == NULL)
         return CD_NO_MEMORY;
     r->config = *config;
+    r->user_sid = cd_current_user_sid();
+    if (r->user_sid == NULL) {
+        *win32_error = GetLastError();
+        free(r);
+        return CD_WIN32_ERROR;
+    }
     InitializeSRWLock(&r->lock);
     InitializeConditionVariable(&r->changed);
 
     r->thread = CreateThread(NULL, 0, pump_thread, r, 0, &r->thread_id);
     if (r->thread == NULL) {
         *win32_error = GetLastError();
+        cd_free_sid(r->user_sid);
         free(r);
         return CD_WIN32_ERROR;
     }
@@ -496,6 +536,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
         WaitForSingleObject(r->thread, INFINITE);
         CloseHandle(r->thread);
         *win32_error = r->open_error;
+        cd_free_sid(r->user_sid);
         free(r);
         return CD_WIN32_ERROR;
     }
@@ -633,5 +674,6 @@ void cd_receiver_free(cd_receiver *r)
         return;
     cd_receiver_close(r);
     cd_receiver_discard(r);
+    cd_free_sid(r->user_sid);
     free(r);
 }

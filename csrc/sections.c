@@ -1,0 +1,205 @@
+/*
+ * Shared-memory sections for large payloads. A sender writes the payload into a section it
+ * creates, owned by and open only to its own user, under an unguessable name in copydata's
+ * namespace; one small WM_COPYDATA names the section and the range. The receiver opens only
+ * names in that namespace, only sections owned by its own user (as PuTTY's Pageant checks the
+ * owner of a mapping before it reads), maps exactly the range (Windows refuses a view past the
+ * end of the section) and copies it out before it answers, so the sender may reuse the section
+ * as soon as SendMessage returns.
+ */
+#include "win32.h"
+#include <sddl.h>
+#include <aclapi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "copydata.h"
+
+struct cd_section {
+    HANDLE mapping;
+    void *view;
+    uint64_t size;
+};
+
+void *cd_current_user_sid(void)
+{
+    HANDLE token;
+    DWORD needed = 0;
+    TOKEN_USER *user = NULL;
+    void *sid = NULL;
+
+    if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+        return NULL;
+    GetTokenInformation(token, TokenUser, NULL, 0, &needed);
+    user = (TOKEN_USER *)malloc(needed);
+    if (user && GetTokenInformation(token, TokenUser, user, needed, &needed)) {
+        DWORD length = GetLengthSid(user->User.Sid);
+        sid = malloc(length);
+        if (sid && !CopySid(length, sid, user->User.Sid)) {
+            free(sid);
+            sid = NULL;
+        }
+    }
+    free(user);
+    CloseHandle(token);
+    return sid;
+}
+
+void cd_free_sid(void *sid)
+{
+    free(sid);
+}
+
+/* "O:<user>D:P(A;;GA;;;<user>)": the current user owns the section and alone may open it. */
+static PSECURITY_DESCRIPTOR user_only_descriptor(void)
+{
+    void *sid = cd_current_user_sid();
+    wchar_t *sid_text = NULL;
+    wchar_t sddl[256];
+    PSECURITY_DESCRIPTOR descriptor = NULL;
+
+    if (sid && ConvertSidToStringSidW((PSID)sid, &sid_text) && wcslen(sid_text) < 100) {
+        wcscpy(sddl, L"O:");
+        wcscat(sddl, sid_text);
+        wcscat(sddl, L"D:P(A;;GA;;;");
+        wcscat(sddl, sid_text);
+        wcscat(sddl, L")");
+        if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, SDDL_REVISION_1, &descriptor, NULL))
+            descriptor = NULL;
+    }
+    if (sid_text)
+        LocalFree(sid_text);
+    cd_free_sid(sid);
+    return descriptor;
+}
+
+static int in_our_namespace(const wchar_t *name)
+{
+    size_t prefix = wcslen(CD_SECTION_PREFIX);
+    size_t length = wcslen(name);
+    return length > prefix && length <= CD_MAX_SECTION_NAME && wcsncmp(name, CD_SECTION_PREFIX, prefix) == 0
+           && wcschr(name + prefix, L'\\') == NULL;
+}
+
+int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error)
+{
+    SECURITY_ATTRIBUTES attributes;
+    cd_section *s;
+
+    *section = NULL;
+    *win32_error = 0;
+    if (!in_our_namespace(name) || size == 0 || size > (uint64_t)SIZE_MAX)
+        return CD_INVALID;
+    s = (cd_section *)calloc(1, sizeof *s);
+    if (s == NULL)
+        return CD_NO_MEMORY;
+    attributes.nLength = sizeof attributes;
+    attributes.bInheritHandle = FALSE;
+    attributes.lpSecurityDescriptor = user_only_descriptor();
+    if (attributes.lpSecurityDescriptor == NULL) {
+        *win32_error = GetLastError();
+        free(s);
+        return CD_WIN32_ERROR;
+    }
+    s->mapping = CreateFileMappingW(INVALID_HANDLE_VALUE, &attributes, PAGE_READWRITE, (DWORD)(size >> 32),
+                                    (DWORD)size, name);
+    *win32_error = GetLastError();
+    LocalFree(attributes.lpSecurityDescriptor);
+    if (s->mapping != NULL && *win32_error == ERROR_ALREADY_EXISTS) {
+        /* Never write into a section that someone else made under our name. */
+        CloseHandle(s->mapping);
+        free(s);
+        return CD_NAME_IN_USE;
+    }
+    *win32_error = 0;
+    if (s->mapping == NULL || (s->view = MapViewOfFile(s->mapping, FILE_MAP_WRITE, 0, 0, (SIZE_T)size)) == NULL) {
+        *win32_error = GetLastError();
+        if (s->mapping)
+            CloseHandle(s->mapping);
+        free(s);
+        return CD_WIN32_ERROR;
+    }
+    s->size = size;
+    *section = s;
+    return CD_OK;
+}
+
+void *cd_section_view(cd_section *section)
+{
+    return section->view;
+}
+
+void cd_section_close(cd_section *section)
+{
+    if (section == NULL)
+        return;
+    UnmapViewOfFile(section->view);
+    CloseHandle(section->mapping);
+    free(section);
+}
+
+int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor)
+{
+    uint32_t characters;
+
+    memset(descriptor, 0, sizeof *descriptor);
+    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE || memcmp(data, CD_ENVELOPE_MAGIC, 4) != 0
+        || data[4] != CD_ENVELOPE_VERSION || data[6] != CD_KIND_SECTION)
+        return 0;
+    /* From here on it claims to be a section descriptor: anything wrong makes it malformed. */
+    if (size < CD_SECTION_HEADER_SIZE || data[7] != 0 || memcmp(data + 8, "\0\0\0\0\0\0\0\0", 8) != 0)
+        return -1;
+    memcpy(&descriptor->offset, data + 16, 8);
+    memcpy(&descriptor->length, data + 24, 8);
+    memcpy(&characters, data + 32, 4);
+    if (characters == 0 || characters > CD_MAX_SECTION_NAME
+        || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(wchar_t)
+        || descriptor->length == 0 || descriptor->offset > UINT64_MAX - descriptor->length)
+        return -1;
+    memcpy(descriptor->name, data + CD_SECTION_HEADER_SIZE, characters * sizeof(wchar_t));
+    descriptor->name[characters] = L'\0';
+    if (wcslen(descriptor->name) != characters || !in_our_namespace(descriptor->name))
+        return -1;
+    descriptor->codec_id = data[5];
+    return 1;
+}
+
+int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_sid, void *destination)
+{
+    HANDLE mapping;
+    PSID owner = NULL;
+    PSECURITY_DESCRIPTOR security = NULL;
+    SYSTEM_INFO system;
+    uint64_t start, skip;
+    unsigned char *view;
+    int owned;
+
+    mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, descriptor->name);
+    if (mapping == NULL)
+        return CD_NOT_FOUND;
+    owned = GetSecurityInfo(mapping, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,
+                            &security) == ERROR_SUCCESS
+            && owner != NULL && owner_sid != NULL && EqualSid(owner, (PSID)owner_sid);
+    if (security)
+        LocalFree(security);
+    if (!owned) {
+        CloseHandle(mapping);
+        return CD_INVALID;
+    }
+    /* Views start on the allocation granularity; map from there and skip the difference. */
+    GetSystemInfo(&system);
+    start = descriptor->offset - descriptor->offset % system.dwAllocationGranularity;
+    skip = descriptor->offset - start;
+    if (descriptor->length > (uint64_t)SIZE_MAX - skip) {
+        CloseHandle(mapping);
+        return CD_INVALID;
+    }
+    view = (unsigned char *)MapViewOfFile(mapping, FILE_MAP_READ, (DWORD)(start >> 32), (DWORD)start,
+                                          (SIZE_T)(skip + descriptor->length));
+    CloseHandle(mapping);
+    if (view == NULL)
+        return CD_INVALID; /* the range lies past the end of the section */
+    memcpy(destination, view + skip, (size_t)descriptor->length);
+    UnmapViewOfFile(view);
+    return CD_OK;
+}

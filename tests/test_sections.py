@@ -1,0 +1,153 @@
+"""Large messages through shared memory: copied in once, out once; hostile descriptors refused."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.wintypes
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import copydata
+from copydata import _envelope
+from copydata._sender import _SECTION_HEADER, SECTION_PREFIX
+from peer import payload
+
+kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+kernel32.CreateFileMappingW.restype = ctypes.wintypes.HANDLE
+kernel32.MapViewOfFile.restype = ctypes.c_void_p
+
+
+def current_user_sid() -> str:
+    import win32api
+    import win32security
+
+    token = win32security.OpenProcessToken(win32api.GetCurrentProcess(), win32security.TOKEN_QUERY)
+    return win32security.ConvertSidToStringSid(win32security.GetTokenInformation(token, win32security.TokenUser)[0])
+
+
+USER = current_user_sid()
+
+
+def descriptor(name: str, offset: int, length: int, characters: int | None = None, flags: int = 0,
+               request_id: int = 0) -> bytes:
+    encoded = name.encode("utf-16-le")
+    count = len(name) if characters is None else characters
+    return _SECTION_HEADER.pack(_envelope.MAGIC, 1, 0, 6, flags, request_id, offset, length, count) + encoded
+
+
+class Section:
+    """A section made by hand, with the security descriptor the test chooses."""
+
+    def __init__(self, name: str, size: int, sddl: str | None = None) -> None:
+        attributes = None
+        if sddl is not None:
+            descriptor_pointer = ctypes.c_void_p()
+            if not advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    sddl, 1, ctypes.byref(descriptor_pointer), None):
+                raise ctypes.WinError(ctypes.get_last_error())
+
+            class SECURITY_ATTRIBUTES(ctypes.Structure):
+                _fields_ = [("nLength", ctypes.wintypes.DWORD), ("lpSecurityDescriptor", ctypes.c_void_p),
+                            ("bInheritHandle", ctypes.wintypes.BOOL)]
+
+            attributes = SECURITY_ATTRIBUTES(ctypes.sizeof(SECURITY_ATTRIBUTES), descriptor_pointer, False)
+        self.handle = kernel32.CreateFileMappingW(ctypes.wintypes.HANDLE(-1), ctypes.byref(attributes) if attributes else None,
+                                                  0x04, 0, size, name)
+        if not self.handle:
+            raise ctypes.WinError(ctypes.get_last_error())
+        view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(self.handle), 0x2, 0, 0, size)
+        ctypes.memset(view, 0x5A, size)
+        kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
+
+    def close(self) -> None:
+        kernel32.CloseHandle(ctypes.wintypes.HANDLE(self.handle))
+
+
+def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
+    size = 64 << 20
+    script = tmp_path / "section_sender.py"
+    script.write_text(
+        "import sys, copydata\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from peer import payload\n"
+        "with copydata.Sender(int(sys.argv[1]), timeout=60) as sender:\n"
+        f"    sender.send(payload({size}, 1), tag=64)\n"
+        "    sender.send(b'after', tag=65)\n")
+    with copydata.Receiver() as receiver:
+        result = subprocess.run([sys.executable, str(script), str(receiver.hwnd), str(Path(__file__).parent)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        big, after = receiver.recv(timeout=30), receiver.recv(timeout=30)
+        assert (big.tag, len(big.data), after.tag, after.data) == (64, size, 65, b"after")
+        assert hashlib.sha256(big.data).digest() == hashlib.sha256(payload(size, 1)).digest()
+        assert receiver.stats.refused_messages == 0
+
+
+def test_sections_keep_the_codec_and_parts_remain_for_shm_threshold_none():
+    with copydata.Receiver() as receiver:
+        with copydata.Sender(receiver, codec="text", shm_threshold=1000) as sender:
+            sender.send("é" * 5000, tag=1)
+        with copydata.Sender(receiver, shm_threshold=None, chunk_size=1000) as sender:
+            sender.send(bytes(5000), tag=2)
+        assert [(m.tag, m.data, m.codec) for m in receiver.recv_many(2, timeout=5)] == [
+            (1, "é" * 5000, "text"), (2, bytes(5000), "bytes")]
+
+
+def test_a_section_owned_by_someone_else_is_refused(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    assert USER != "S-1-5-32-544"
+    try:
+        foreign = Section(name, 4096, "O:BAD:(A;;GA;;;WD)")  # owned by Administrators, open to all
+    except OSError as error:
+        pytest.fail(f"could not create a section owned by another SID: {error}")
+    try:
+        with copydata.Receiver() as receiver:
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, descriptor(name, 0, 100))
+            assert receiver.stats.refused_section == 1
+    finally:
+        foreign.close()
+
+
+def test_ranges_outside_the_section_and_missing_sections_are_refused(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})")  # ours, as a Sender makes them
+    try:
+        with copydata.Receiver() as receiver:
+            assert copydata.send(receiver, descriptor(name, 65536 - 10, 10), tag=1) == 1
+            assert receiver.recv(timeout=5).data == b"\x5a" * 10
+            for offset, length in [(65536 - 10, 11), (65536, 1), (1 << 40, 1), (0, 1 << 32)]:
+                with pytest.raises(copydata.Rejected):
+                    copydata.send(receiver, descriptor(name, offset, length))
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, descriptor(name + "-missing", 0, 1))
+            # 4 GiB is above max_transfer_size: refused for that before the section is opened
+            assert (receiver.stats.refused_section, receiver.stats.refused_too_large) == (4, 1)
+            with pytest.raises(copydata.RecvTimeout):
+                receiver.recv(timeout=0.1)
+    finally:
+        ours.close()
+
+
+@pytest.mark.parametrize("frame", [
+    descriptor("Local\\some-other-program's-section", 0, 10),          # outside our namespace
+    descriptor("Global\\copydata.v1.shm.x", 0, 10),                    # another namespace
+    descriptor(SECTION_PREFIX + "a\\b", 0, 10),                        # a backslash after the prefix
+    descriptor(SECTION_PREFIX + "x", 0, 10, characters=5),             # name length that lies
+    descriptor(SECTION_PREFIX + "x\0y", 0, 10),                        # a NUL inside the name
+    descriptor(SECTION_PREFIX + "x", 0, 0),                            # nothing to copy
+    descriptor(SECTION_PREFIX + "x", (1 << 64) - 5, 10),               # offset + length overflows
+    descriptor(SECTION_PREFIX + "x", 0, 10, flags=1),
+    descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3),
+    descriptor(SECTION_PREFIX + "x" * 200, 0, 10),                     # name too long
+])
+def test_malformed_descriptors_are_refused_as_malformed(frame):
+    with copydata.Receiver() as receiver:
+        with pytest.raises(copydata.Rejected):
+            copydata.send(receiver, frame)
+        assert receiver.stats.refused_malformed == 1
