@@ -1,5 +1,5 @@
-"""copydata.Sender: messages packed into batch frames (large ones split into parts by the Sender
-itself), to the same queue-mode Receiver as copydata.send's."""
+"""copydata.Sender: small messages packed into batch frames, those above 1 MiB through shared
+memory, to the same queue-mode Receiver as copydata.send's."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import copydata
 from mechanisms.copydata_send import SEND_TIMEOUT, serve  # noqa: F401  (same receiving end)
 
 LABEL = "copydata.Sender"
-NOTE = ("copydata.Sender, batched (frames up to 1 MiB), messages above 1 MiB split into 1 MiB parts "
-        "by the Sender and put together by the Receiver; streaming: flushed once, at the end")
+NOTE = ("copydata.Sender with its defaults: batch frames up to 1 MiB, messages above 1 MiB through a "
+        "shared-memory section; streaming: flushed once, at the end")
 # Messages are batched, so one message's round trip means nothing: throughput only.
 ROUND_TRIP = False
 
