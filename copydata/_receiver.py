@@ -20,7 +20,7 @@ logger = logging.getLogger("copydata")
 #: cross-process messages of 2 MiB and more, so the default stays under that everywhere.
 MAX_MESSAGE_SIZE = 2_000_000
 DEFAULT_MAX_QUEUE_MESSAGES = 100_000
-DEFAULT_MAX_QUEUE_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_MAX_TRANSFER_SIZE = 64 * 1024 * 1024
 DEFAULT_PART_TIMEOUT = 10.0

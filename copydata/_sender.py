@@ -79,6 +79,7 @@ class Sender:
                                                  most=MAX_MESSAGE_SIZE - lib.CD_PART_HEADER_SIZE)
         self._shm_threshold = None if shm_threshold is None else _checks.positive_size(shm_threshold, "shm_threshold")
         self._section: Any = None  # cd_section *, created on first use, grown as needed
+        self._section_name = ""
         self._section_size = 0
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)

@@ -79,10 +79,13 @@ def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
         f"    sender.send(payload({size}, 1), tag=64)\n"
         "    sender.send(b'after', tag=65)\n")
     with copydata.Receiver() as receiver:
-        result = subprocess.run([sys.executable, str(script), str(receiver.hwnd), str(Path(__file__).parent)],
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
-        big, after = receiver.recv(timeout=30), receiver.recv(timeout=30)
+        # Read while it sends: a 64 MiB message fills the default queue, so the next one waits
+        # (the sender backs off) until this one is taken.
+        process = subprocess.Popen([sys.executable, str(script), str(receiver.hwnd), str(Path(__file__).parent)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        big, after = receiver.recv(timeout=60), receiver.recv(timeout=60)
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors
         assert (big.tag, len(big.data), after.tag, after.data) == (64, size, 65, b"after")
         assert hashlib.sha256(big.data).digest() == hashlib.sha256(payload(size, 1)).digest()
         assert receiver.stats.refused_messages == 0
