@@ -13,7 +13,8 @@
 Every report is one JSON object on stdout. A serving peer first reports {"ready": hwnd},
 then one {"tag", "size", "sha256", "sender"} per bytes message ({"tag", "value", "sender",
 "codec"} for decoded ones, with "request": true for requests), and ends when stdin closes.
-It replies to requests with reply_for(data), or fails those tagged --fail-tag.
+It replies to requests with reply_for(data), or fails those tagged --fail-tag; in sync mode a
+plain message is answered 1000 + its tag.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def serve(options: argparse.Namespace) -> None:
             time.sleep(options.sync_sleep)
         if message.tag == options.fail_tag:
             raise ValueError(f"tag {message.tag} is refused")
-        return reply_for(message.data) if message.is_request else 1
+        if message.is_request:
+            return reply_for(message.data)
+        return 1000 + message.tag  # in sync mode, the sender sees this LRESULT
 
     with copydata.Receiver(options.name, on_message=on_message, sync=options.sync_sleep > 0,
                            max_message_size=options.max_message_size, codec=options.codec,

@@ -112,3 +112,15 @@ def test_cancelled_arequest_leaves_requests_working():
             assert (await copydata.arequest(receiver, b"second", timeout=10)).data == b"second"
 
     run(main())
+
+
+def test_arequest_to_another_process(start_peer):
+    peer = start_peer("serve")
+    hwnd = peer.wait_ready()
+
+    async def main():
+        return await ticking_while(copydata.arequest(hwnd, b"abc", timeout=30))
+
+    reply, _ = run(main())
+    assert (reply.data, reply.sender) == (b"cba", hwnd)
+    peer.finish()

@@ -158,3 +158,33 @@ def test_pickle_module_is_not_what_decides(monkeypatch):
         copydata.send(receiver, b"after", tag=9)
         assert receiver.recv(timeout=5).tag == 9
         assert receiver.stats.refused_pickle == 1
+
+
+REVERSED_CODEC = """
+class Reversed:
+    name = "reversed"
+
+    def encode(self, obj):
+        return obj.encode()[::-1]
+
+    def decode(self, data):
+        return data[::-1].decode()
+"""
+
+
+def test_custom_codec_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "reversed_codec.py").write_text(REVERSED_CODEC)
+    (tmp_path / "custom_sender.py").write_text(
+        "import sys, copydata\n"
+        "from reversed_codec import Reversed\n"
+        "copydata.send(int(sys.argv[1]), 'made by a custom codec', codec=Reversed(), tag=12)\n")
+    namespace: dict = {}
+    exec(REVERSED_CODEC, namespace)
+    with copydata.Receiver(codec=namespace["Reversed"]()) as receiver:
+        result = subprocess.run([sys.executable, str(tmp_path / "custom_sender.py"), str(receiver.hwnd)],
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert receiver.recv(timeout=30) == copydata.Message(12, "made by a custom codec", 0, "reversed", None)

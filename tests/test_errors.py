@@ -139,6 +139,13 @@ def test_sync_mode_returns_the_callbacks_answer_to_the_sender(caplog):
         assert any("on_message raised" in record.getMessage() for record in caplog.records)
 
 
+def test_sync_mode_answer_reaches_a_sender_in_another_process(start_peer):
+    peer = start_peer("serve", "--sync-sleep", "0.01")
+    hwnd = peer.wait_ready()
+    assert [copydata.send(hwnd, b"x", tag=tag) for tag in (0, 5, 77)] == [1000, 1005, 1077]
+    peer.finish()
+
+
 def test_recv_times_out_with_recv_timeout_and_ends_with_receiver_closed():
     receiver = copydata.Receiver()
     started = time.monotonic()
