@@ -1,0 +1,103 @@
+/*
+ * libFuzzer target for copydata's frame parsers (csrc/frames.c), built natively on Linux with
+ * AddressSanitizer and UBSan by tools/fuzz.py. Any byte string may arrive as a WM_COPYDATA
+ * payload, so:
+ *   - whatever cd_batch_check accepts, the receiver's walk over its records stays inside the
+ *     payload and finds exactly the records and bytes it reported;
+ *   - whatever cd_part_check accepts lies inside the payload and inside its message's total;
+ *   - no payload is both a batch frame and a part frame;
+ *   - a frame built with cd_batch_start/cd_batch_append from the input's pieces checks valid
+ *     and gives those pieces back unchanged.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "copydata.h"
+
+#define EXPECT(condition) do { if (!(condition)) __builtin_trap(); } while (0)
+
+/* The same walk as accept_batch in csrc/receiver.c, copying every record as it does. */
+static void walk_batch(const uint8_t *data, size_t size, size_t records, size_t record_bytes)
+{
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, seen = 0, bytes = 0;
+
+    while (offset < size) {
+        uint32_t length;
+        char *copy;
+        memcpy(&length, data + offset + 8, 4);
+        offset += CD_BATCH_RECORD_HEADER_SIZE;
+        EXPECT(length <= size - offset);
+        copy = (char *)malloc(length ? length : 1);
+        memcpy(copy, data + offset, length);
+        free(copy);
+        offset += length;
+        seen++;
+        bytes += length;
+    }
+    EXPECT(offset == size && seen == records && bytes == record_bytes && seen > 0);
+}
+
+static void check_part(const uint8_t *data, size_t size, const cd_part *part)
+{
+    EXPECT(part->data >= data + CD_PART_HEADER_SIZE && part->data + part->length == data + size);
+    EXPECT(part->length > 0 && part->transfer_id != 0);
+    EXPECT(part->offset <= part->total && part->length <= part->total - part->offset);
+}
+
+/* Cuts the input into pieces (a length byte, then that many bytes), frames them, reads them back. */
+static void round_trip(const uint8_t *data, size_t size)
+{
+    cd_batch batch = {0};
+    size_t offset = 0, pieces = 0, records, record_bytes;
+    int codec_id;
+
+    if (cd_batch_start(&batch, 3) != CD_OK)
+        return;
+    while (offset < size) {
+        size_t length = data[offset++];
+        if (length > size - offset)
+            length = size - offset;
+        EXPECT(cd_batch_append(&batch, (uint64_t)pieces * 0x9E3779B97F4A7C15ull, data + offset, length) == CD_OK);
+        offset += length;
+        pieces++;
+    }
+    if (pieces > 0) {
+        EXPECT(cd_batch_check(batch.data, batch.size, &records, &record_bytes, &codec_id) == 1);
+        EXPECT(records == pieces && codec_id == 3);
+        offset = 0;
+        size_t at = CD_ENVELOPE_HEADER_SIZE;
+        for (size_t i = 0; i < pieces; i++) {
+            size_t length = data[offset++];
+            uint64_t tag;
+            uint32_t stored;
+            if (length > size - offset)
+                length = size - offset;
+            memcpy(&tag, batch.data + at, 8);
+            memcpy(&stored, batch.data + at + 8, 4);
+            EXPECT(tag == (uint64_t)i * 0x9E3779B97F4A7C15ull && stored == length);
+            EXPECT(memcmp(batch.data + at + CD_BATCH_RECORD_HEADER_SIZE, data + offset, length) == 0);
+            at += CD_BATCH_RECORD_HEADER_SIZE + length;
+            offset += length;
+        }
+    }
+    cd_batch_release(&batch);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t records, record_bytes;
+    int codec_id, batch;
+    cd_part part;
+    int is_part;
+
+    batch = cd_batch_check(data, size, &records, &record_bytes, &codec_id);
+    if (batch == 1)
+        walk_batch(data, size, records, record_bytes);
+    is_part = cd_part_check(data, size, &part);
+    if (is_part == 1)
+        check_part(data, size, &part);
+    EXPECT(batch == 0 || is_part == 0);
+    round_trip(data, size);
+    return 0;
+}
