@@ -8,6 +8,7 @@
     python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle]
     python peer.py burst TARGET COUNT
     python peer.py pywin32-serve
+    python peer.py hang                 a window whose thread never pumps its messages
     python peer.py pywin32-send TARGET TAG:SIZE:SEED ...
 
 Every report is one JSON object on stdout. A serving peer first reports {"ready": hwnd},
@@ -187,6 +188,15 @@ def pywin32_serve(options: argparse.Namespace) -> None:
     report(done=True)
 
 
+def hang(options: argparse.Namespace) -> None:
+    import win32con
+    import win32gui
+
+    hwnd = win32gui.CreateWindow("STATIC", "hung peer", 0, 0, 0, 0, 0, win32con.HWND_MESSAGE, 0, 0, None)
+    report(ready=hwnd)
+    time.sleep(120)  # never pumps: a hung receiver
+
+
 def pywin32_send(options: argparse.Namespace) -> None:
     import win32con
     import win32gui
@@ -232,9 +242,10 @@ def main() -> None:
     burst_parser.add_argument("target")
     burst_parser.add_argument("count", type=int)
     commands.add_parser("pywin32-serve")
+    commands.add_parser("hang")
     options = parser.parse_args()
     handlers = {"serve": serve, "send": send, "burst": burst, "send-value": send_value,
-                "send-evil-pickle": send_evil_pickle, "request": request,
+                "send-evil-pickle": send_evil_pickle, "request": request, "hang": hang,
                 "pywin32-serve": pywin32_serve, "pywin32-send": pywin32_send}
     handlers[options.command](options)
 
