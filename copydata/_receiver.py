@@ -94,7 +94,8 @@ class ReceiverStats(NamedTuple):
     refused_pickle: int = 0
     """Pickled messages not delivered because the receiver does not allow pickle."""
     undecodable: int = 0
-    """Payloads the codec could not decode; delivered as bytes with ``codec == "bytes"``."""
+    """Payloads the codec could not decode (delivered as bytes with ``codec == "bytes"``), or that
+    could not be read at all (dropped, and logged)."""
     stray_replies: int = 0
     """Replies that matched no waiting request."""
 
@@ -286,6 +287,17 @@ class Receiver:
             return _envelope.MESSAGE, Message(tag, payload, sender)
         return _envelope.MESSAGE, self._decode_body(tag, payload, sender, self._codec, None)
 
+    def _decode_safely(self, tag: int, payload: bytes, sender: int, codec_id: int) -> tuple[int, Message] | None:
+        """:meth:`_decode`, but a failure is counted and logged, never raised: whatever another
+        process sends must not stop the dispatch thread or a recv."""
+        try:
+            return self._decode(tag, payload, sender, codec_id)
+        except Exception:
+            self._count("undecodable")
+            logger.exception("receiver %#x could not decode a message (tag=%d, %d bytes); it is dropped",
+                             self._hwnd, tag, len(payload))
+            return None
+
     def _pickle_allowed(self, envelope: _envelope.Envelope) -> bool:
         return self._allow_pickle
 
@@ -399,7 +411,7 @@ class Receiver:
             if status == lib.CD_OK:
                 self._log_pump_errors()
                 for tag, payload, sender, codec_id in self._unpack(first[0]):
-                    decoded = self._decode(tag, payload, sender, codec_id)
+                    decoded = self._decode_safely(tag, payload, sender, codec_id)
                     if decoded is None:
                         continue
                     kind, message = decoded
@@ -502,7 +514,7 @@ class Receiver:
 
     def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
         """Decode one payload, deliver it, reply to a request; returns the answer for sync mode."""
-        decoded = self._decode(tag, payload, sender, codec_id)
+        decoded = self._decode_safely(tag, payload, sender, codec_id)
         if decoded is None:
             return 0
         kind, message = decoded

@@ -44,7 +44,7 @@ class _ReplyWindow(Receiver):
         return envelope.kind == _envelope.REPLY and waiting is not None and waiting[1]
 
     def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
-        decoded = self._decode(tag, payload, sender, codec_id)
+        decoded = self._decode_safely(tag, payload, sender, codec_id)
         if decoded is None:
             return 0
         kind, message = decoded

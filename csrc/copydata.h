@@ -36,7 +36,7 @@
  * u64 length, u32 name length in characters, then the section's name in UTF-16 (no NUL). */
 #define CD_KIND_SECTION 6
 #define CD_SECTION_HEADER_SIZE 36
-#define CD_SECTION_PREFIX L"Local\\copydata.v1.shm."
+#define CD_SECTION_PREFIX "Local\\copydata.v1.shm."   /* ASCII; names are UTF-16 */
 #define CD_MAX_SECTION_NAME 128
 #define CD_NO_CODEC (-1)
 
@@ -178,8 +178,12 @@ typedef struct cd_section_descriptor {
     uint64_t offset;
     uint64_t length;
     int codec_id;
-    wchar_t name[CD_MAX_SECTION_NAME + 1];
+    uint16_t name[CD_MAX_SECTION_NAME + 1];  /* UTF-16, NUL-terminated: a wchar_t string on Windows */
 } cd_section_descriptor;
+
+/* Whether a UTF-16 name of that many units lies in copydata's section namespace: the prefix,
+ * then at least one more unit, no backslash and no NUL, at most CD_MAX_SECTION_NAME in all. */
+int cd_section_name_ok(const uint16_t *name, size_t length);
 
 /* The process user's SID (free with cd_free_sid), the owner every section must have. */
 void *cd_current_user_sid(void);

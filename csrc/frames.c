@@ -2,7 +2,9 @@
  * copydata's own frames, inside the envelope:
  *   - batch frames: many messages in one WM_COPYDATA; a sender appends records to a growing
  *     frame, a receiver checks every length against the frame before it trusts any of them;
- *   - part frames: one piece of a message too large for one WM_COPYDATA.
+ *   - part frames: one piece of a message too large for one WM_COPYDATA;
+ *   - section descriptors: where in a shared-memory section a large message lies.
+ * Plain C over a byte buffer, so that it builds and is fuzzed on Linux too (fuzz/).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -138,5 +140,47 @@ int cd_part_check(const unsigned char *data, size_t size, cd_part *part)
     if (part->transfer_id == 0 || part->length == 0 || part->offset > part->total
         || part->length > part->total - part->offset)
         return -1;
+    return 1;
+}
+
+int cd_section_name_ok(const uint16_t *name, size_t length)
+{
+    static const char prefix[] = CD_SECTION_PREFIX;
+    size_t i, prefix_length = sizeof prefix - 1;
+
+    if (length <= prefix_length || length > CD_MAX_SECTION_NAME)
+        return 0;
+    for (i = 0; i < prefix_length; i++)
+        if (name[i] != (uint16_t)(unsigned char)prefix[i])
+            return 0;
+    for (; i < length; i++)
+        if (name[i] == 0 || name[i] == '\\')
+            return 0;
+    return 1;
+}
+
+int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor)
+{
+    uint32_t characters;
+
+    memset(descriptor, 0, sizeof *descriptor);
+    if (envelope_kind(data, size) != CD_KIND_SECTION)
+        return 0;
+    /* From here on it claims to be a section descriptor: anything wrong makes it malformed. */
+    if (size < CD_SECTION_HEADER_SIZE || data[7] != 0 || memcmp(data + 8, "\0\0\0\0\0\0\0\0", 8) != 0
+        || !codec_is_known(data[5]))
+        return -1;
+    memcpy(&descriptor->offset, data + 16, 8);
+    memcpy(&descriptor->length, data + 24, 8);
+    memcpy(&characters, data + 32, 4);
+    if (characters == 0 || characters > CD_MAX_SECTION_NAME
+        || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(uint16_t)
+        || descriptor->length == 0 || descriptor->offset > UINT64_MAX - descriptor->length)
+        return -1;
+    memcpy(descriptor->name, data + CD_SECTION_HEADER_SIZE, characters * sizeof(uint16_t));
+    descriptor->name[characters] = 0;
+    if (!cd_section_name_ok(descriptor->name, characters))
+        return -1;
+    descriptor->codec_id = data[5];
     return 1;
 }

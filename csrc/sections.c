@@ -73,12 +73,12 @@ static PSECURITY_DESCRIPTOR user_only_descriptor(void)
     return descriptor;
 }
 
+/* Windows' wchar_t is UTF-16, so its strings are the uint16_t names of copydata.h. */
+typedef char wchar_t_is_16_bits[sizeof(wchar_t) == sizeof(uint16_t) ? 1 : -1];
+
 static int in_our_namespace(const wchar_t *name)
 {
-    size_t prefix = wcslen(CD_SECTION_PREFIX);
-    size_t length = wcslen(name);
-    return length > prefix && length <= CD_MAX_SECTION_NAME && wcsncmp(name, CD_SECTION_PREFIX, prefix) == 0
-           && wcschr(name + prefix, L'\\') == NULL;
+    return cd_section_name_ok((const uint16_t *)name, wcslen(name));
 }
 
 int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error)
@@ -138,32 +138,6 @@ void cd_section_close(cd_section *section)
     free(section);
 }
 
-int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor)
-{
-    uint32_t characters;
-
-    memset(descriptor, 0, sizeof *descriptor);
-    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE || memcmp(data, CD_ENVELOPE_MAGIC, 4) != 0
-        || data[4] != CD_ENVELOPE_VERSION || data[6] != CD_KIND_SECTION)
-        return 0;
-    /* From here on it claims to be a section descriptor: anything wrong makes it malformed. */
-    if (size < CD_SECTION_HEADER_SIZE || data[7] != 0 || memcmp(data + 8, "\0\0\0\0\0\0\0\0", 8) != 0)
-        return -1;
-    memcpy(&descriptor->offset, data + 16, 8);
-    memcpy(&descriptor->length, data + 24, 8);
-    memcpy(&characters, data + 32, 4);
-    if (characters == 0 || characters > CD_MAX_SECTION_NAME
-        || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(wchar_t)
-        || descriptor->length == 0 || descriptor->offset > UINT64_MAX - descriptor->length)
-        return -1;
-    memcpy(descriptor->name, data + CD_SECTION_HEADER_SIZE, characters * sizeof(wchar_t));
-    descriptor->name[characters] = L'\0';
-    if (wcslen(descriptor->name) != characters || !in_our_namespace(descriptor->name))
-        return -1;
-    descriptor->codec_id = data[5];
-    return 1;
-}
-
 int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_sid, void *destination)
 {
     HANDLE mapping;
@@ -174,7 +148,7 @@ int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_s
     unsigned char *view;
     int owned;
 
-    mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, descriptor->name);
+    mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, (const wchar_t *)descriptor->name);
     if (mapping == NULL)
         return CD_NOT_FOUND;
     owned = GetSecurityInfo(mapping, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,

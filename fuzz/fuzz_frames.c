@@ -5,7 +5,9 @@
  *   - whatever cd_batch_check accepts, the receiver's walk over its records stays inside the
  *     payload and finds exactly the records and bytes it reported;
  *   - whatever cd_part_check accepts lies inside the payload and inside its message's total;
- *   - no payload is both a batch frame and a part frame;
+ *   - whatever cd_section_check accepts names a section inside copydata's namespace, in
+ *     exactly the bytes the descriptor has, and a range that does not overflow;
+ *   - no payload is more than one kind of frame;
  *   - a frame built with cd_batch_start/cd_batch_append from the input's pieces checks valid
  *     and gives those pieces back unchanged.
  */
@@ -43,6 +45,23 @@ static void check_part(const uint8_t *data, size_t size, const cd_part *part)
     EXPECT(part->data >= data + CD_PART_HEADER_SIZE && part->data + part->length == data + size);
     EXPECT(part->length > 0 && part->transfer_id != 0);
     EXPECT(part->offset <= part->total && part->length <= part->total - part->offset);
+}
+
+static void check_section(const uint8_t *data, size_t size, const cd_section_descriptor *d)
+{
+    static const char prefix[] = CD_SECTION_PREFIX;
+    size_t characters = 0, i;
+
+    while (characters <= CD_MAX_SECTION_NAME && d->name[characters] != 0)
+        characters++;
+    EXPECT(characters <= CD_MAX_SECTION_NAME && size == CD_SECTION_HEADER_SIZE + 2 * characters);
+    EXPECT(characters > sizeof prefix - 1 && cd_section_name_ok(d->name, characters));
+    for (i = 0; i < sizeof prefix - 1; i++)
+        EXPECT(d->name[i] == (uint16_t)prefix[i]);
+    for (; i < characters; i++)
+        EXPECT(d->name[i] != '\\' && d->name[i] != 0);
+    EXPECT(memcmp(d->name, data + CD_SECTION_HEADER_SIZE, 2 * characters) == 0);
+    EXPECT(d->length > 0 && d->offset <= UINT64_MAX - d->length);
 }
 
 /* Cuts the input into pieces (a length byte, then that many bytes), frames them, reads them back. */
@@ -89,7 +108,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t records, record_bytes;
     int codec_id, batch;
     cd_part part;
-    int is_part;
+    cd_section_descriptor section;
+    int is_part, is_section;
 
     batch = cd_batch_check(data, size, &records, &record_bytes, &codec_id);
     if (batch == 1)
@@ -97,7 +117,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     is_part = cd_part_check(data, size, &part);
     if (is_part == 1)
         check_part(data, size, &part);
-    EXPECT(batch == 0 || is_part == 0);
+    is_section = cd_section_check(data, size, &section);
+    if (is_section == 1)
+        check_section(data, size, &section);
+    EXPECT((batch != 0) + (is_part != 0) + (is_section != 0) <= 1);
     round_trip(data, size);
     return 0;
 }

@@ -7,6 +7,7 @@ import ctypes.wintypes
 import hashlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,10 @@ USER = current_user_sid()
 
 
 def descriptor(name: str, offset: int, length: int, characters: int | None = None, flags: int = 0,
-               request_id: int = 0) -> bytes:
+               request_id: int = 0, codec: int = 0) -> bytes:
     encoded = name.encode("utf-16-le")
     count = len(name) if characters is None else characters
-    return _SECTION_HEADER.pack(_envelope.MAGIC, 1, 0, 6, flags, request_id, offset, length, count) + encoded
+    return _SECTION_HEADER.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, count) + encoded
 
 
 class Section:
@@ -148,9 +149,27 @@ def test_ranges_outside_the_section_and_missing_sections_are_refused(unique_name
     descriptor(SECTION_PREFIX + "x", 0, 10, flags=1),
     descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3),
     descriptor(SECTION_PREFIX + "x" * 200, 0, 10),                     # name too long
+    descriptor(SECTION_PREFIX + "x", 0, 10, codec=9),                  # unknown codec
 ])
 def test_malformed_descriptors_are_refused_as_malformed(frame):
     with copydata.Receiver() as receiver:
         with pytest.raises(copydata.Rejected):
             copydata.send(receiver, frame)
         assert receiver.stats.refused_malformed == 1
+
+
+def test_an_unknown_codec_on_a_real_section_neither_passes_nor_stops_delivery(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})")
+    delivered: list = []
+    try:
+        with copydata.Receiver(on_message=delivered.append) as receiver:
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, descriptor(name, 0, 16, codec=9))
+            copydata.send(receiver, b"still delivering", tag=2)
+            deadline = time.monotonic() + 5
+            while not delivered and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [(m.tag, m.data) for m in delivered] == [(2, b"still delivering")]
+    finally:
+        ours.close()
