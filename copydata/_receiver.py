@@ -183,7 +183,6 @@ class Receiver:
         self._allow_pickle = bool(allow_pickle)
         self._batch_size = batch_size
         self._reply_timeout = reply_timeout
-        self._max_message_size = max_message_size
         self._state_lock = threading.Lock()
         self._closed = False
         self._close_requested = False
