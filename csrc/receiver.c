@@ -44,12 +44,18 @@ struct cd_receiver {
     int closed;                   /* the pump thread has ended: nothing more will be queued */
 };
 
-static void refuse(cd_receiver *r, uint64_t *reason, size_t size)
+/* Counts a refused message; the caller holds the lock. */
+static void count_refusal(cd_receiver *r, uint64_t *reason, size_t size)
 {
-    AcquireSRWLockExclusive(&r->lock);
     r->stats.refused_messages++;
     r->stats.refused_bytes += size;
     (*reason)++;
+}
+
+static void refuse(cd_receiver *r, uint64_t *reason, size_t size)
+{
+    AcquireSRWLockExclusive(&r->lock);
+    count_refusal(r, reason, size);
     ReleaseSRWLockExclusive(&r->lock);
 }
 
@@ -99,9 +105,7 @@ static LRESULT hand_over_and_wait(cd_receiver *r, WPARAM wparam, const COPYDATAS
 
     AcquireSRWLockExclusive(&r->lock);
     if (r->stopping) {
-        r->stats.refused_messages++;
-        r->stats.refused_bytes += m.size;
-        r->stats.refused_closing++;
+        count_refusal(r, &r->stats.refused_closing, m.size);
         ReleaseSRWLockExclusive(&r->lock);
         return FALSE;
     }
