@@ -37,8 +37,13 @@ class Envelope(NamedTuple):
     body: bytes
 
 
+def header(codec_id: int, kind: int = MESSAGE, request_id: int = 0) -> bytes:
+    """The 16-byte envelope header; the frames of csrc/copydata.h (kinds 4 to 6) start with it too."""
+    return HEADER.pack(MAGIC, VERSION, codec_id, kind, 0, request_id)
+
+
 def wrap(body: bytes, codec_id: int, kind: int = MESSAGE, request_id: int = 0) -> bytes:
-    return HEADER.pack(MAGIC, VERSION, codec_id, kind, 0, request_id) + body
+    return header(codec_id, kind, request_id) + body
 
 
 def unwrap(payload: bytes) -> Optional[Envelope]:

@@ -21,12 +21,12 @@ DEFAULT_LINGER = 0.005
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_SHM_THRESHOLD = 1 << 20
 SECTION_PREFIX = "Local\\copydata.v1.shm."
-# The header of a part frame (see csrc/copydata.h): the envelope with the transfer id in its
-# request-id field, then the message's total size and this part's offset.
-_PART_HEADER = struct.Struct("<4sBBBBQQQ")
-# A section descriptor: the envelope (request id 0), offset, length, the name's length in
-# characters, then the name in UTF-16.
-_SECTION_HEADER = struct.Struct("<4sBBBBQQQI")
+# What follows the envelope header in a part frame (see csrc/copydata.h; the transfer id is in
+# the header's request-id field): the message's total size and this part's offset.
+_PART_FIELDS = struct.Struct("<QQ")
+# ... and in a section descriptor: offset, length, the name's length in characters (then the
+# name in UTF-16).
+_SECTION_FIELDS = struct.Struct("<QQI")
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.05
@@ -190,8 +190,8 @@ class Sender:
         view = ffi.buffer(pointer, size)
         for offset in range(0, size, self._chunk_size):
             chunk = view[offset:offset + self._chunk_size]
-            frame = _PART_HEADER.pack(_envelope.MAGIC, _envelope.VERSION, self._codec_id, lib.CD_KIND_PART,
-                                      0, transfer_id, size, offset) + chunk
+            frame = (_envelope.header(self._codec_id, lib.CD_KIND_PART, transfer_id)
+                     + _PART_FIELDS.pack(size, offset) + chunk)
             self._deliver(tag, ffi.from_buffer(frame), len(frame),
                           f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
 
@@ -200,8 +200,8 @@ class Sender:
             self._open_section(size)
         ffi.memmove(lib.cd_section_view(self._section), pointer, size)
         name = self._section_name.encode("utf-16-le")
-        frame = _SECTION_HEADER.pack(_envelope.MAGIC, _envelope.VERSION, self._codec_id, lib.CD_KIND_SECTION, 0, 0,
-                                     0, size, len(self._section_name)) + name
+        frame = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION)
+                 + _SECTION_FIELDS.pack(0, size, len(self._section_name)) + name)
         # The receiver copies the bytes out before it answers, so the section is free again after.
         self._deliver(tag, ffi.from_buffer(frame), len(frame), f"a {size}-byte message in shared memory")
 

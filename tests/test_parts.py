@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 import subprocess
 import sys
 import time
@@ -11,12 +12,15 @@ import pytest
 
 import copydata
 from copydata import _envelope
-from copydata._sender import _PART_HEADER
 from peer import payload
 
 
+# A part frame, written out by hand: envelope header, total size, offset.
+PART_FRAME = struct.Struct("<4sBBBBQQQ")
+
+
 def part(transfer_id: int, total: int, offset: int, data: bytes, codec: int = 0) -> bytes:
-    return _PART_HEADER.pack(_envelope.MAGIC, 1, codec, 5, 0, transfer_id, total, offset) + data
+    return PART_FRAME.pack(_envelope.MAGIC, 1, codec, 5, 0, transfer_id, total, offset) + data
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:
@@ -63,8 +67,8 @@ def test_a_sender_that_dies_mid_transfer_leaves_nothing_behind(tmp_path):
     script.write_text(
         "import sys, copydata\n"
         "from copydata import _envelope\n"
-        "from copydata._sender import _PART_HEADER\n"
-        "frame = _PART_HEADER.pack(_envelope.MAGIC, 1, 0, 5, 0, 77, 3000000, 0) + bytes(1000000)\n"
+        "import struct\n"
+        "frame = struct.pack('<4sBBBBQQQ', _envelope.MAGIC, 1, 0, 5, 0, 77, 3000000, 0) + bytes(1000000)\n"
         "print(copydata.send(int(sys.argv[1]), frame), flush=True)\n")
     with copydata.Receiver(part_timeout=0.5) as receiver:
         result = subprocess.run([sys.executable, str(script), str(receiver.hwnd)],

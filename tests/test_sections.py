@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.wintypes
 import hashlib
+import struct
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 
 import copydata
 from copydata import _envelope
-from copydata._sender import _SECTION_HEADER, SECTION_PREFIX
+from copydata._sender import SECTION_PREFIX
 from peer import payload
 
 kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
@@ -34,11 +35,15 @@ def current_user_sid() -> str:
 USER = current_user_sid()
 
 
+# A section descriptor, written out by hand: envelope header, offset, length, name length.
+SECTION_FRAME = struct.Struct("<4sBBBBQQQI")
+
+
 def descriptor(name: str, offset: int, length: int, characters: int | None = None, flags: int = 0,
                request_id: int = 0, codec: int = 0) -> bytes:
     encoded = name.encode("utf-16-le")
     count = len(name) if characters is None else characters
-    return _SECTION_HEADER.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, count) + encoded
+    return SECTION_FRAME.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, count) + encoded
 
 
 class Section:
