@@ -20,7 +20,7 @@ ffibuilder.set_source(
     '#include "copydata.h"',
     sources=SOURCES,
     include_dirs=["csrc"],
-    libraries=["user32", "kernel32", "advapi32"],
+    libraries=["user32", "kernel32", "advapi32", "bcrypt"],
     # One build serves every CPython from 3.9 on; free-threaded builds have no limited API.
     py_limited_api=not sysconfig.get_config_var("Py_GIL_DISABLED"),
 )
@@ -40,6 +40,14 @@ ffibuilder.cdef(
 #define CD_KIND_SECTION ...
 #define CD_SECTION_HEADER_SIZE ...
 #define CD_MAX_SECTION_NAME ...
+#define CD_KIND_SEALED ...
+#define CD_SEAL_HEADER_SIZE ...
+#define CD_SEAL_SIGNED_SIZE ...
+#define CD_MAC_SIZE ...
+#define CD_MIN_KEY_SIZE ...
+#define CD_MAX_KEY_SIZE ...
+#define CD_SEAL_MAX_AGE_MS ...
+#define CD_REFUSAL_RING ...
 
 enum cd_status {
     CD_OK, CD_TIMEOUT, CD_CLOSED, CD_TARGET_GONE, CD_WIN32_ERROR, CD_NO_MEMORY,
@@ -47,6 +55,20 @@ enum cd_status {
 };
 
 enum cd_registry_kind { CD_REGISTRY_NAME, CD_REGISTRY_CHANNEL };
+
+enum cd_reason {
+    CD_REASON_TOO_LARGE = 1, CD_REASON_QUEUE_FULL, CD_REASON_MALFORMED, CD_REASON_CLOSING,
+    CD_REASON_BATCH_IN_SYNC_MODE, CD_REASON_SECTION, CD_REASON_UNAUTHENTICATED, CD_REASON_REPLAYED,
+    CD_REASON_INCOMPLETE, CD_REASON_PICKLE, CD_REASON_UNDECODABLE, CD_REASON_COUNT
+};
+
+typedef struct cd_refusal {
+    int reason;
+    uint64_t tag;
+    uint64_t sender;
+    uint64_t size;
+    uint64_t count;
+} cd_refusal;
 
 typedef struct cd_message {
     struct cd_message *next;
@@ -69,6 +91,8 @@ typedef struct cd_stats {
     uint64_t refused_closing;
     uint64_t refused_batch_in_sync_mode;
     uint64_t refused_section;
+    uint64_t refused_unauthenticated;
+    uint64_t refused_replayed;
     uint64_t dropped_messages;
     uint64_t dropped_bytes;
     uint64_t dropped_incomplete;
@@ -88,6 +112,10 @@ typedef struct cd_receiver_config {
     int unpack_batches;
     size_t max_transfer_size;
     uint32_t part_timeout_ms;
+    const unsigned char *key;
+    size_t key_size;
+    int report_refusals;
+    int pass_sealed;
 } cd_receiver_config;
 
 typedef struct cd_batch {
@@ -106,6 +134,9 @@ int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_m
 void cd_messages_free(cd_message *first);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
+int cd_receiver_take_refusals(cd_receiver *receiver, cd_refusal *refusals, size_t capacity, uint32_t timeout_ms,
+                              size_t *count);
+void cd_receiver_report(cd_receiver *receiver, int reason, uint64_t tag, uint64_t sender, uint64_t size);
 void cd_receiver_close(cd_receiver *receiver);
 void cd_receiver_discard(cd_receiver *receiver);
 void cd_receiver_free(cd_receiver *receiver);
@@ -127,6 +158,7 @@ typedef struct cd_section cd_section;
 int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error);
 void *cd_section_view(cd_section *section);
 void cd_section_close(cd_section *section);
+uint64_t cd_now_ms(void);
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);
 """
 )

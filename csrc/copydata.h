@@ -38,6 +38,23 @@
 #define CD_SECTION_HEADER_SIZE 36
 #define CD_SECTION_PREFIX "Local\\copydata.v1.shm."   /* ASCII; names are UTF-16 */
 #define CD_MAX_SECTION_NAME 128
+/* A sealed frame, for receivers with a key: an envelope of kind CD_KIND_SEALED (codec 0,
+ * request id 0), then u64 sealer id (random, nonzero), u64 counter (from 1), u64 the
+ * sealer's GetTickCount64() in ms, the HMAC-SHA256, then the inner payload, which is any
+ * other payload. The MAC covers the target window (u64, its low 32 bits), the tag (u64),
+ * the 40 bytes before the MAC, and the inner payload. */
+#define CD_KIND_SEALED 7
+#define CD_SEAL_HEADER_SIZE 72
+#define CD_SEAL_SIGNED_SIZE 40
+#define CD_MAC_SIZE 32
+#define CD_MIN_KEY_SIZE 16
+#define CD_MAX_KEY_SIZE 1024
+/* How far a seal's time may lie behind the receiver's clock (and ahead of it), and how many
+ * counters below the newest one from a sealer may still arrive late, once each. */
+#define CD_SEAL_MAX_AGE_MS 60000
+#define CD_SEAL_MAX_AHEAD_MS 1000
+#define CD_REPLAY_WINDOW 64
+#define CD_MAX_SEALERS 4096
 #define CD_NO_CODEC (-1)
 
 enum cd_status {
@@ -52,6 +69,32 @@ enum cd_status {
     CD_INVALID = 8,      /* an argument is out of range */
     CD_FULL = 9          /* every slot of a channel is held by a live receiver */
 };
+
+/* Why a receiver refused or dropped a message: what on_error hears, and which count grew. */
+enum cd_reason {
+    CD_REASON_TOO_LARGE = 1,
+    CD_REASON_QUEUE_FULL = 2,
+    CD_REASON_MALFORMED = 3,
+    CD_REASON_CLOSING = 4,
+    CD_REASON_BATCH_IN_SYNC_MODE = 5,
+    CD_REASON_SECTION = 6,
+    CD_REASON_UNAUTHENTICATED = 7, /* no seal, or a seal whose MAC does not verify with the key */
+    CD_REASON_REPLAYED = 8,        /* a valid seal seen before, or too old */
+    CD_REASON_INCOMPLETE = 9,      /* a split message dropped: its next part never came */
+    CD_REASON_PICKLE = 10,         /* reported by Python: pickle not allowed */
+    CD_REASON_UNDECODABLE = 11,    /* reported by Python: the codec failed */
+    CD_REASON_COUNT = 12
+};
+
+/* One or more refusals for on_error; count > 1 when they were merged because the ring was full. */
+typedef struct cd_refusal {
+    int reason;
+    uint64_t tag;
+    uint64_t sender;
+    uint64_t size;
+    uint64_t count;
+} cd_refusal;
+#define CD_REFUSAL_RING 1024
 
 enum cd_registry_kind {
     CD_REGISTRY_NAME = 0,    /* one receiver per name */
@@ -82,6 +125,8 @@ typedef struct cd_stats {
     uint64_t refused_closing;
     uint64_t refused_batch_in_sync_mode;
     uint64_t refused_section;     /* a descriptor naming a section that is missing, not ours, or too small */
+    uint64_t refused_unauthenticated; /* keyed receiver: no seal, or a MAC that does not verify */
+    uint64_t refused_replayed;    /* keyed receiver: a seal seen before, too old, or from too many sealers */
     uint64_t dropped_messages;    /* accepted, then discarded undelivered at close */
     uint64_t dropped_bytes;
     uint64_t dropped_incomplete;  /* split messages dropped: a part was missing for too long */
@@ -101,6 +146,10 @@ typedef struct cd_receiver_config {
     int unpack_batches;         /* nonzero: take batch frames apart and part frames together */
     size_t max_transfer_size;   /* the largest message accepted in parts */
     uint32_t part_timeout_ms;   /* how long an incomplete message waits for its next part */
+    const unsigned char *key;   /* non-NULL: refuse everything not sealed with this key (copied) */
+    size_t key_size;
+    int report_refusals;        /* nonzero: keep refusals for cd_receiver_take_refusals */
+    int pass_sealed;            /* no key: take sealed frames as plain bytes (they are refused otherwise) */
 } cd_receiver_config;
 
 typedef struct cd_receiver cd_receiver;
@@ -121,6 +170,14 @@ void cd_messages_free(cd_message *first);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
+
+/* Waits up to timeout_ms for refusals, then moves up to capacity of them into refusals (their
+ * number in count). CD_OK, CD_TIMEOUT, or CD_CLOSED once the receiver was discarded and every
+ * refusal taken. Refusals beyond CD_REFUSAL_RING waiting are merged by reason. */
+int cd_receiver_take_refusals(cd_receiver *receiver, cd_refusal *refusals, size_t capacity, uint32_t timeout_ms,
+                              size_t *count);
+/* Adds a refusal that Python found (CD_REASON_PICKLE, CD_REASON_UNDECODABLE). */
+void cd_receiver_report(cd_receiver *receiver, int reason, uint64_t tag, uint64_t sender, uint64_t size);
 
 /* Destroys the window and ends its thread; queued messages stay takeable. Idempotent. */
 void cd_receiver_close(cd_receiver *receiver);
@@ -198,6 +255,53 @@ int cd_section_check(const unsigned char *data, size_t size, cd_section_descript
 /* Copies the described range into destination, if owner_sid owns the section and the range
  * lies inside it: CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
 int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_sid, void *destination);
+
+typedef struct cd_seal {
+    uint64_t sealer_id;
+    uint64_t counter;
+    uint64_t time_ms;
+    const unsigned char *mac;    /* CD_MAC_SIZE bytes */
+    const unsigned char *inner;
+    size_t inner_size;
+} cd_seal;
+
+/* Checks a payload: 0 when it is no sealed frame, 1 for a well-formed one (its MAC not yet
+ * verified), -1 for a malformed one. */
+int cd_seal_check(const unsigned char *data, size_t size, cd_seal *seal);
+
+/* The counters seen from each sealer, to refuse a sealed frame that comes again. */
+typedef struct cd_replay_entry {
+    uint64_t sealer_id;
+    uint64_t newest;      /* the highest counter accepted */
+    uint64_t seen;        /* bit i: counter newest - i was accepted */
+    uint64_t touched_ms;  /* the receiver's clock when this entry last changed */
+} cd_replay_entry;
+typedef struct cd_replay {
+    cd_replay_entry *entries;
+    size_t count;
+    size_t capacity;
+} cd_replay;
+
+enum cd_replay_verdict {
+    CD_REPLAY_NEW = 0,       /* never seen: may be accepted */
+    CD_REPLAY_SEEN = 1,      /* accepted before, or older than the window of late counters */
+    CD_REPLAY_STALE = 2,     /* its time lies outside what the receiver's clock allows */
+    CD_REPLAY_CROWDED = 3    /* a new sealer, and CD_MAX_SEALERS are fresh already */
+};
+int cd_replay_check(const cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
+/* Remembers an accepted seal (after cd_replay_check said CD_REPLAY_NEW): CD_OK, CD_NO_MEMORY,
+ * or CD_FULL when CD_MAX_SEALERS fresh sealers are known already. */
+int cd_replay_record(cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
+void cd_replay_release(cd_replay *replay);
+
+/* HMAC-SHA256 with the system's cryptography (Windows CNG), for sealed frames. */
+typedef struct cd_mac cd_mac;
+int cd_mac_open(const unsigned char *key, size_t key_size, cd_mac **mac);
+/* Whether seal's MAC is right for a frame to target with tag: compared in constant time. */
+int cd_mac_verify(cd_mac *mac, uint64_t target, uint64_t tag, const unsigned char *frame, const cd_seal *seal);
+void cd_mac_close(cd_mac *mac);
+/* GetTickCount64(): one clock for every process of the machine, which seals are stamped with. */
+uint64_t cd_now_ms(void);
 
 /* A top-level or message-only window by class name and/or title (NULL: any). */
 int cd_find_window(const wchar_t *class_name, const wchar_t *title, uint64_t *hwnd);

@@ -3,7 +3,8 @@
  *   - batch frames: many messages in one WM_COPYDATA; a sender appends records to a growing
  *     frame, a receiver checks every length against the frame before it trusts any of them;
  *   - part frames: one piece of a message too large for one WM_COPYDATA;
- *   - section descriptors: where in a shared-memory section a large message lies.
+ *   - section descriptors: where in a shared-memory section a large message lies;
+ *   - sealed frames: any payload behind a MAC, for receivers with a key.
  * Plain C over a byte buffer, so that it builds and is fuzzed on Linux too (fuzz/).
  */
 #include <stdlib.h>
@@ -182,5 +183,25 @@ int cd_section_check(const unsigned char *data, size_t size, cd_section_descript
     if (!cd_section_name_ok(descriptor->name, characters))
         return -1;
     descriptor->codec_id = data[5];
+    return 1;
+}
+
+int cd_seal_check(const unsigned char *data, size_t size, cd_seal *seal)
+{
+    memset(seal, 0, sizeof *seal);
+    if (envelope_kind(data, size) != CD_KIND_SEALED)
+        return 0;
+    /* From here on it claims to be sealed: anything wrong makes it malformed. */
+    if (size < CD_SEAL_HEADER_SIZE || data[5] != 0 || data[7] != 0
+        || memcmp(data + 8, "\0\0\0\0\0\0\0\0", 8) != 0)
+        return -1;
+    memcpy(&seal->sealer_id, data + 16, 8);
+    memcpy(&seal->counter, data + 24, 8);
+    memcpy(&seal->time_ms, data + 32, 8);
+    seal->mac = data + CD_SEAL_SIGNED_SIZE;
+    seal->inner = data + CD_SEAL_HEADER_SIZE;
+    seal->inner_size = size - CD_SEAL_HEADER_SIZE;
+    if (seal->sealer_id == 0 || seal->counter == 0)
+        return -1;
     return 1;
 }

@@ -20,6 +20,13 @@ typedef struct cd_transfer {
     cd_message *message;
 } cd_transfer;
 
+/* What the window procedure knows of a WM_COPYDATA before it trusts any of its bytes. */
+typedef struct arrival {
+    uint64_t tag;      /* dwData */
+    uint64_t sender;   /* wParam */
+    size_t size;       /* cbData */
+} arrival;
+
 #define PART_SWEEP_TIMER 1
 #define PART_SWEEP_INTERVAL_MS 1000
 
@@ -30,6 +37,8 @@ struct cd_receiver {
     size_t transfer_count;
     size_t transfer_bytes;
     void *user_sid;               /* sections must be owned by this user */
+    cd_mac *mac;                  /* set: only sealed frames are accepted */
+    cd_replay replay;
     SRWLOCK lock;                 /* guards everything below */
     CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
     cd_message *head;
@@ -42,21 +51,72 @@ struct cd_receiver {
     DWORD open_error;
     int stopping;                 /* close has begun: refuse new messages, honour WM_CLOSE */
     int closed;                   /* the pump thread has ended: nothing more will be queued */
+    /* Refusals kept for on_error (config.report_refusals): a ring, then counts by reason. */
+    cd_refusal refusals[CD_REFUSAL_RING];
+    size_t refusal_first;
+    size_t refusal_count;
+    cd_refusal merged[CD_REASON_COUNT];
+    int reports_ended;            /* discarded: nothing more will be reported */
 };
 
-/* Counts a refused message; the caller holds the lock. */
-static void count_refusal(cd_receiver *r, uint64_t *reason, size_t size)
+static uint64_t *reason_count(cd_receiver *r, int reason)
 {
-    r->stats.refused_messages++;
-    r->stats.refused_bytes += size;
-    (*reason)++;
+    switch (reason) {
+    case CD_REASON_TOO_LARGE: return &r->stats.refused_too_large;
+    case CD_REASON_QUEUE_FULL: return &r->stats.refused_queue_full;
+    case CD_REASON_MALFORMED: return &r->stats.refused_malformed;
+    case CD_REASON_CLOSING: return &r->stats.refused_closing;
+    case CD_REASON_BATCH_IN_SYNC_MODE: return &r->stats.refused_batch_in_sync_mode;
+    case CD_REASON_SECTION: return &r->stats.refused_section;
+    case CD_REASON_UNAUTHENTICATED: return &r->stats.refused_unauthenticated;
+    case CD_REASON_REPLAYED: return &r->stats.refused_replayed;
+    default: return NULL;
+    }
 }
 
-static void refuse(cd_receiver *r, uint64_t *reason, size_t size)
+/* Keeps a refusal for on_error; the caller holds the lock. */
+static void report(cd_receiver *r, int reason, const arrival *a)
+{
+    cd_refusal *kept;
+
+    if (!r->config.report_refusals || r->reports_ended || reason <= 0 || reason >= CD_REASON_COUNT)
+        return;
+    if (r->refusal_count < CD_REFUSAL_RING) {
+        kept = &r->refusals[(r->refusal_first + r->refusal_count++) % CD_REFUSAL_RING];
+        kept->reason = reason;
+        kept->tag = a->tag;
+        kept->sender = a->sender;
+        kept->size = a->size;
+        kept->count = 1;
+    } else {
+        /* on_error has fallen behind: keep counting, by reason, without growing. */
+        kept = &r->merged[reason];
+        if (kept->count++ == 0) {
+            kept->reason = reason;
+            kept->tag = a->tag;
+            kept->sender = a->sender;
+        }
+        kept->size += a->size;
+    }
+    WakeAllConditionVariable(&r->changed);
+}
+
+/* Counts a refused message and keeps it for on_error; the caller holds the lock. */
+static void count_refusal(cd_receiver *r, int reason, const arrival *a)
+{
+    r->stats.refused_messages++;
+    r->stats.refused_bytes += a->size;
+    if (reason_count(r, reason))
+        (*reason_count(r, reason))++;
+    report(r, reason, a);
+}
+
+static LRESULT refuse(cd_receiver *r, int reason, const arrival *a)
 {
     AcquireSRWLockExclusive(&r->lock);
-    count_refusal(r, reason, size);
+    count_refusal(r, reason, a);
     ReleaseSRWLockExclusive(&r->lock);
+    return FALSE;
 }
 
 static void append(cd_receiver *r, cd_message *m)
@@ -91,21 +151,21 @@ static void unlink_message(cd_receiver *r, cd_message *m)
 }
 
 /* Sync mode: queue the sender's own bytes and wait until Python answers them. */
-static LRESULT hand_over_and_wait(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
+static LRESULT hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned char *data)
 {
     cd_message m;
     LRESULT result = FALSE;
 
     memset(&m, 0, sizeof m);
-    m.tag = (uint64_t)cds->dwData;
-    m.sender = (uint64_t)wparam;
-    m.size = cds->cbData;
-    m.data = cds->lpData ? (const char *)cds->lpData : "";
+    m.tag = a->tag;
+    m.sender = a->sender;
+    m.size = a->size;
+    m.data = data ? (const char *)data : "";
     m.codec_id = CD_NO_CODEC;
 
     AcquireSRWLockExclusive(&r->lock);
     if (r->stopping) {
-        count_refusal(r, &r->stats.refused_closing, m.size);
+        count_refusal(r, CD_REASON_CLOSING, a);
         ReleaseSRWLockExclusive(&r->lock);
         return FALSE;
     }
@@ -129,7 +189,7 @@ static LRESULT hand_over_and_wait(cd_receiver *r, WPARAM wparam, const COPYDATAS
 
 /* Whether count more messages of bytes in all may be queued now; refuses (and counts) if not.
  * Only the pump thread adds to the queue, so room seen here is still there after the copy. */
-static int make_room(cd_receiver *r, size_t count, size_t bytes, size_t payload_size)
+static int make_room(cd_receiver *r, size_t count, size_t bytes, const arrival *a)
 {
     int stopping, full;
 
@@ -139,29 +199,29 @@ static int make_room(cd_receiver *r, size_t count, size_t bytes, size_t payload_
            || bytes > r->config.max_queue_bytes - r->stats.queued_bytes;
     ReleaseSRWLockShared(&r->lock);
     if (stopping)
-        refuse(r, &r->stats.refused_closing, payload_size);
+        refuse(r, CD_REASON_CLOSING, a);
     else if (full)
-        refuse(r, &r->stats.refused_queue_full, payload_size);
+        refuse(r, CD_REASON_QUEUE_FULL, a);
     return !stopping && !full;
 }
 
-static cd_message *new_message(uint64_t tag, WPARAM wparam, size_t size, int codec_id)
+static cd_message *new_message(uint64_t tag, uint64_t sender, size_t size, int codec_id)
 {
     cd_message *m = (cd_message *)malloc(sizeof *m + size);
     if (m == NULL)
         return NULL;
     memset(m, 0, sizeof *m);
     m->tag = tag;
-    m->sender = (uint64_t)wparam;
+    m->sender = sender;
     m->size = size;
     m->data = (const char *)(m + 1);
     m->codec_id = codec_id;
     return m;
 }
 
-static cd_message *copy_message(uint64_t tag, WPARAM wparam, const void *data, size_t size, int codec_id)
+static cd_message *copy_message(uint64_t tag, uint64_t sender, const void *data, size_t size, int codec_id)
 {
-    cd_message *m = new_message(tag, wparam, size, codec_id);
+    cd_message *m = new_message(tag, sender, size, codec_id);
     if (m != NULL && size)
         memcpy(m + 1, data, size);
     return m;
@@ -180,25 +240,24 @@ static void append_all(cd_receiver *r, cd_message *first)
 }
 
 /* Queues every record of a batch frame (already checked by cd_batch_check), or none. */
-static LRESULT accept_batch(cd_receiver *r, WPARAM wparam, const unsigned char *frame, size_t size,
+static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame,
                             size_t records, size_t record_bytes, int codec_id)
 {
     cd_message *first = NULL, **link = &first;
     size_t offset = CD_ENVELOPE_HEADER_SIZE;
 
-    if (!make_room(r, records, record_bytes, size))
+    if (!make_room(r, records, record_bytes, a))
         return FALSE;
-    while (offset < size) {
+    while (offset < a->size) {
         uint64_t tag;
         uint32_t length;
         memcpy(&tag, frame + offset, 8);
         memcpy(&length, frame + offset + 8, 4);
         offset += CD_BATCH_RECORD_HEADER_SIZE;
-        *link = copy_message(tag, wparam, frame + offset, length, codec_id);
+        *link = copy_message(tag, a->sender, frame + offset, length, codec_id);
         if (*link == NULL) {
             cd_messages_free(first);
-            refuse(r, &r->stats.refused_queue_full, size);
-            return FALSE;
+            return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
         link = &(*link)->next;
         offset += length;
@@ -219,9 +278,14 @@ static void unlink_transfer(cd_receiver *r, cd_transfer **link, int dropped)
     r->stats.assembling_messages--;
     r->stats.assembling_bytes -= t->message->size;
     if (dropped) {
+        arrival a;
+        a.tag = t->message->tag;
+        a.sender = t->sender;
+        a.size = (size_t)t->received;
         r->stats.dropped_messages++;
         r->stats.dropped_bytes += t->received;
         r->stats.dropped_incomplete++;
+        report(r, CD_REASON_INCOMPLETE, &a);
     }
     ReleaseSRWLockExclusive(&r->lock);
 }
@@ -256,32 +320,27 @@ static cd_transfer **find_transfer(cd_receiver *r, uint64_t sender, uint64_t tra
 
 /* One part of a split message (already checked by cd_part_check). Parts come in order; the
  * message is queued when its last part arrives, or refused then, whole, until it fits. */
-static LRESULT accept_part(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t size, const cd_part *part)
+static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part)
 {
     ULONGLONG now = GetTickCount64();
     cd_transfer **link, *t;
     int complete;
 
     drop_stale_transfers(r, now);
-    link = find_transfer(r, (uint64_t)wparam, part->transfer_id);
+    link = find_transfer(r, a->sender, part->transfer_id);
     if (part->offset == 0) {
         if (*link)
             drop_transfer(r, link); /* begun again: the earlier attempt can never complete */
-        if (part->total > r->config.max_transfer_size) {
-            refuse(r, &r->stats.refused_too_large, size);
-            return FALSE;
-        }
-        if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes) {
-            refuse(r, &r->stats.refused_queue_full, size);
-            return FALSE;
-        }
+        if (part->total > r->config.max_transfer_size)
+            return refuse(r, CD_REASON_TOO_LARGE, a);
+        if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes)
+            return refuse(r, CD_REASON_QUEUE_FULL, a);
         t = (cd_transfer *)calloc(1, sizeof *t);
-        if (t == NULL || (t->message = new_message(tag, wparam, (size_t)part->total, part->codec_id)) == NULL) {
+        if (t == NULL || (t->message = new_message(a->tag, a->sender, (size_t)part->total, part->codec_id)) == NULL) {
             free(t);
-            refuse(r, &r->stats.refused_queue_full, size);
-            return FALSE;
+            return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
-        t->sender = (uint64_t)wparam;
+        t->sender = a->sender;
         t->transfer_id = part->transfer_id;
         t->next = r->transfers;
         r->transfers = t;
@@ -295,16 +354,15 @@ static LRESULT accept_part(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t s
     } else {
         t = *link;
         if (t == NULL || part->offset != t->received || part->total != t->message->size
-            || part->codec_id != t->message->codec_id || tag != t->message->tag) {
+            || part->codec_id != t->message->codec_id || a->tag != t->message->tag) {
             if (t)
                 drop_transfer(r, link);
-            refuse(r, &r->stats.refused_malformed, size);
-            return FALSE;
+            return refuse(r, CD_REASON_MALFORMED, a);
         }
     }
     t = *link;
     complete = t->received + part->length == t->message->size;
-    if (complete && !make_room(r, 1, t->message->size, size))
+    if (complete && !make_room(r, 1, t->message->size, a))
         return FALSE; /* the sender offers this last part again */
     memcpy((char *)t->message->data + part->offset, part->data, part->length);
     t->received += part->length;
@@ -319,85 +377,111 @@ static LRESULT accept_part(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t s
 
 /* A message in a section of the sender's (already checked by cd_section_check): copied out
  * whole before the sender is answered, so it may reuse the section at once. */
-static LRESULT accept_section(cd_receiver *r, WPARAM wparam, uint64_t tag, size_t size,
-                              const cd_section_descriptor *descriptor)
+static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
     cd_message *m;
 
-    if (descriptor->length > r->config.max_transfer_size) {
-        refuse(r, &r->stats.refused_too_large, size);
+    if (descriptor->length > r->config.max_transfer_size)
+        return refuse(r, CD_REASON_TOO_LARGE, a);
+    if (!make_room(r, 1, (size_t)descriptor->length, a))
         return FALSE;
-    }
-    if (!make_room(r, 1, (size_t)descriptor->length, size))
-        return FALSE;
-    m = new_message(tag, wparam, (size_t)descriptor->length, descriptor->codec_id);
-    if (m == NULL) {
-        refuse(r, &r->stats.refused_queue_full, size);
-        return FALSE;
-    }
+    m = new_message(a->tag, a->sender, (size_t)descriptor->length, descriptor->codec_id);
+    if (m == NULL)
+        return refuse(r, CD_REASON_QUEUE_FULL, a);
     if (cd_section_copy(descriptor, r->user_sid, (void *)m->data) != CD_OK) {
         free(m);
-        refuse(r, &r->stats.refused_section, size);
-        return FALSE;
+        return refuse(r, CD_REASON_SECTION, a);
     }
     append_all(r, m);
     return TRUE;
 }
 
-static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
+/* A payload whose seal (if the receiver has a key) is already checked and taken off. */
+static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned char *data)
 {
     cd_message *m;
-    size_t size, records, record_bytes;
-    int batch = 0, codec_id;   /* 0 plain, 1 batch, 2 part, 3 section descriptor, negative malformed */
+    size_t records, record_bytes;
+    int kind = 0, codec_id;   /* 0 plain, 1 batch, 2 part, 3 section descriptor, negative malformed */
     cd_part part;
     cd_section_descriptor section;
+    cd_seal seal;
 
-    if (cds == NULL) {
-        refuse(r, &r->stats.refused_malformed, 0);
-        return FALSE;
-    }
-    size = cds->cbData;
-    if (size != 0 && cds->lpData == NULL) {
-        refuse(r, &r->stats.refused_malformed, size);
-        return FALSE;
-    }
-    if (size > r->config.max_message_size) {
-        refuse(r, &r->stats.refused_too_large, size);
-        return FALSE;
-    }
     if (r->config.unpack_batches) {
-        batch = cd_batch_check((const unsigned char *)cds->lpData, size, &records, &record_bytes, &codec_id);
-        if (batch == 0)
-            batch = 2 * cd_part_check((const unsigned char *)cds->lpData, size, &part);
-        if (batch == 0)
-            batch = 3 * cd_section_check((const unsigned char *)cds->lpData, size, &section);
+        /* A seal is taken off before this, by a receiver with a key; none can open another. */
+        if (!r->config.pass_sealed && cd_seal_check(data, a->size, &seal) != 0)
+            return refuse(r, CD_REASON_UNAUTHENTICATED, a);
+        kind = cd_batch_check(data, a->size, &records, &record_bytes, &codec_id);
+        if (kind == 0)
+            kind = 2 * cd_part_check(data, a->size, &part);
+        if (kind == 0)
+            kind = 3 * cd_section_check(data, a->size, &section);
     }
-    if (batch < 0) {
-        refuse(r, &r->stats.refused_malformed, size);
-        return FALSE;
-    }
-    if (batch > 0 && r->config.sync) {
-        refuse(r, &r->stats.refused_batch_in_sync_mode, size);
-        return FALSE;
-    }
+    if (kind < 0)
+        return refuse(r, CD_REASON_MALFORMED, a);
+    if (kind > 0 && r->config.sync)
+        return refuse(r, CD_REASON_BATCH_IN_SYNC_MODE, a);
     if (r->config.sync)
-        return hand_over_and_wait(r, wparam, cds);
-    if (batch == 3)
-        return accept_section(r, wparam, (uint64_t)cds->dwData, size, &section);
-    if (batch == 2)
-        return accept_part(r, wparam, (uint64_t)cds->dwData, size, &part);
-    if (batch == 1)
-        return accept_batch(r, wparam, (const unsigned char *)cds->lpData, size, records, record_bytes, codec_id);
+        return hand_over_and_wait(r, a, data);
+    if (kind == 3)
+        return accept_section(r, a, &section);
+    if (kind == 2)
+        return accept_part(r, a, &part);
+    if (kind == 1)
+        return accept_batch(r, a, data, records, record_bytes, codec_id);
 
-    if (!make_room(r, 1, size, size))
+    if (!make_room(r, 1, a->size, a))
         return FALSE;
-    m = copy_message((uint64_t)cds->dwData, wparam, cds->lpData, size, CD_NO_CODEC);
-    if (m == NULL) {
-        refuse(r, &r->stats.refused_queue_full, size);
-        return FALSE;
-    }
+    m = copy_message(a->tag, a->sender, data, a->size, CD_NO_CODEC);
+    if (m == NULL)
+        return refuse(r, CD_REASON_QUEUE_FULL, a);
     append_all(r, m);
     return TRUE;
+}
+
+/* A receiver with a key: the frame must be sealed with it, for this window and tag, and new. */
+static LRESULT accept_sealed(cd_receiver *r, const arrival *a, const unsigned char *frame)
+{
+    ULONGLONG now = GetTickCount64();
+    arrival inner = *a;
+    cd_seal seal;
+    LRESULT result;
+    int verdict;
+
+    if (cd_seal_check(frame, a->size, &seal) != 1
+        || !cd_mac_verify(r->mac, (uint64_t)(uintptr_t)r->hwnd, a->tag, frame, &seal))
+        return refuse(r, CD_REASON_UNAUTHENTICATED, a);
+    verdict = cd_replay_check(&r->replay, &seal, now);
+    if (verdict != CD_REPLAY_NEW)
+        return refuse(r, CD_REASON_REPLAYED, a);
+    inner.size = seal.inner_size;
+    if (r->config.sync) {
+        /* The callback runs on it, whatever it answers: it must not run twice. */
+        if (cd_replay_record(&r->replay, &seal, now) != CD_OK)
+            return refuse(r, CD_REASON_REPLAYED, a);
+        return accept_payload(r, &inner, seal.inner);
+    }
+    result = accept_payload(r, &inner, seal.inner);
+    /* Only an accepted frame counts as seen: a refused one may be offered again. Should the
+     * table be full now, the frame is already queued, and the next new sealer is refused. */
+    if (result)
+        cd_replay_record(&r->replay, &seal, now);
+    return result;
+}
+
+static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
+{
+    arrival a;
+
+    a.tag = cds ? (uint64_t)cds->dwData : 0;
+    a.sender = (uint64_t)wparam;
+    a.size = cds ? cds->cbData : 0;
+    if (cds == NULL || (a.size != 0 && cds->lpData == NULL))
+        return refuse(r, CD_REASON_MALFORMED, &a);
+    if (a.size > r->config.max_message_size)
+        return refuse(r, CD_REASON_TOO_LARGE, &a);
+    if (r->mac)
+        return accept_sealed(r, &a, (const unsigned char *)cds->lpData);
+    return accept_payload(r, &a, (const unsigned char *)cds->lpData);
 }
 
 static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam, LPARAM lparam)
@@ -505,6 +589,7 @@ static DWORD WINAPI pump_thread(LPVOID parameter)
 int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error)
 {
     cd_receiver *r;
+    int status;
 
     *receiver = NULL;
     *win32_error = 0;
@@ -516,9 +601,17 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     if (r == NULL)
         return CD_NO_MEMORY;
     r->config = *config;
+    r->config.key = NULL;  /* the key lives in r->mac only */
+    r->config.key_size = 0;
+    if (config->key != NULL && (status = cd_mac_open(config->key, config->key_size, &r->mac)) != CD_OK) {
+        *win32_error = GetLastError();
+        free(r);
+        return status;
+    }
     r->user_sid = cd_current_user_sid();
     if (r->user_sid == NULL) {
         *win32_error = GetLastError();
+        cd_mac_close(r->mac);
         free(r);
         return CD_WIN32_ERROR;
     }
@@ -529,6 +622,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     if (r->thread == NULL) {
         *win32_error = GetLastError();
         cd_free_sid(r->user_sid);
+        cd_mac_close(r->mac);
         free(r);
         return CD_WIN32_ERROR;
     }
@@ -541,6 +635,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
         CloseHandle(r->thread);
         *win32_error = r->open_error;
         cd_free_sid(r->user_sid);
+        cd_mac_close(r->mac);
         free(r);
         return CD_WIN32_ERROR;
     }
@@ -625,6 +720,80 @@ void cd_receiver_stats(cd_receiver *r, cd_stats *stats)
     ReleaseSRWLockShared(&r->lock);
 }
 
+static size_t take_merged(cd_receiver *r, cd_refusal *refusals, size_t capacity)
+{
+    size_t taken = 0;
+    int reason;
+
+    for (reason = 1; reason < CD_REASON_COUNT && taken < capacity; reason++) {
+        if (r->merged[reason].count) {
+            refusals[taken++] = r->merged[reason];
+            memset(&r->merged[reason], 0, sizeof r->merged[reason]);
+        }
+    }
+    return taken;
+}
+
+static int merged_waiting(const cd_receiver *r)
+{
+    int reason;
+    for (reason = 1; reason < CD_REASON_COUNT; reason++)
+        if (r->merged[reason].count)
+            return 1;
+    return 0;
+}
+
+int cd_receiver_take_refusals(cd_receiver *r, cd_refusal *refusals, size_t capacity, uint32_t timeout_ms,
+                              size_t *count)
+{
+    ULONGLONG start = GetTickCount64();
+    size_t taken = 0;
+
+    *count = 0;
+    if (capacity == 0)
+        return CD_INVALID;
+    AcquireSRWLockExclusive(&r->lock);
+    while (r->refusal_count == 0 && !merged_waiting(r)) {
+        DWORD wait = CD_WAIT_FOREVER;
+        if (r->reports_ended) {
+            ReleaseSRWLockExclusive(&r->lock);
+            return CD_CLOSED;
+        }
+        if (timeout_ms != CD_WAIT_FOREVER) {
+            ULONGLONG elapsed = GetTickCount64() - start;
+            if (elapsed >= timeout_ms) {
+                ReleaseSRWLockExclusive(&r->lock);
+                return CD_TIMEOUT;
+            }
+            wait = (DWORD)(timeout_ms - elapsed);
+        }
+        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
+    }
+    while (taken < capacity && r->refusal_count) {
+        refusals[taken++] = r->refusals[r->refusal_first];
+        r->refusal_first = (r->refusal_first + 1) % CD_REFUSAL_RING;
+        r->refusal_count--;
+    }
+    /* Merged ones come after the ring, whose refusals all happened before them. */
+    if (r->refusal_count == 0)
+        taken += take_merged(r, refusals + taken, capacity - taken);
+    ReleaseSRWLockExclusive(&r->lock);
+    *count = taken;
+    return CD_OK;
+}
+
+void cd_receiver_report(cd_receiver *r, int reason, uint64_t tag, uint64_t sender, uint64_t size)
+{
+    arrival a;
+
+    a.tag = tag;
+    a.sender = sender;
+    a.size = (size_t)size;
+    AcquireSRWLockExclusive(&r->lock);
+    report(r, reason, &a);
+    ReleaseSRWLockExclusive(&r->lock);
+}
+
 void cd_receiver_close(cd_receiver *r)
 {
     HANDLE thread;
@@ -666,6 +835,8 @@ void cd_receiver_discard(cd_receiver *r)
     r->stats.dropped_bytes += r->stats.queued_bytes;
     r->stats.queued_messages = 0;
     r->stats.queued_bytes = 0;
+    r->reports_ended = 1;
+    WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
     /* Sync-mode messages live on the pump thread's stack and are gone once it has ended. */
     if (!r->config.sync)
@@ -679,5 +850,7 @@ void cd_receiver_free(cd_receiver *r)
     cd_receiver_close(r);
     cd_receiver_discard(r);
     cd_free_sid(r->user_sid);
+    cd_mac_close(r->mac);
+    cd_replay_release(&r->replay);
     free(r);
 }

@@ -56,7 +56,7 @@ BENCH_PROGRAMS = BUILD_DIR / "bench"
 # -static: the programs need no mingw runtime DLL beside them, under Wine or on Windows.
 PROGRAM_FLAGS = ["-O2", "-static", "-Wall", "-Wextra"]
 GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32"]
+WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32", "-lbcrypt"]
 
 
 def log(message: str) -> None:
