@@ -38,7 +38,7 @@ from ._errors import (
     SendTimeout,
     TargetNotFound,
 )
-from ._receiver import MAX_MESSAGE_SIZE, Message, Receiver, ReceiverStats
+from ._receiver import MAX_MESSAGE_SIZE, REFUSAL_REASONS, Message, Receiver, ReceiverStats, Refusal
 from ._request import arequest, request
 from ._sender import Sender
 from ._send import (
@@ -61,7 +61,7 @@ __all__ = [
     "BytesCodec", "Codec", "JsonCodec", "PickleCodec", "TextCodec", "Utf16Codec",
     "ChannelFull", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
     "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TargetNotFound",
-    "MAX_MESSAGE_SIZE", "Message", "Receiver", "ReceiverStats", "Sender", "arequest", "request",
+    "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "Receiver", "ReceiverStats", "Refusal", "Sender", "arequest", "request",
     "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
     "SMTO_NOTIMEOUTIFNOTHUNG", "asend", "broadcast", "find", "find_window", "send", "subscribers",
     "__version__",

@@ -4,7 +4,8 @@
          0     4  magic 89 43 44 45 ("\\x89CDE": never the start of ASCII or UTF-8 text)
          4     1  version, 1
          5     1  codec: 0 bytes, 1 text, 2 utf-16, 3 json, 4 pickle, 255 custom
-         6     1  kind: 0 message, 1 request, 2 reply, 3 failed reply (body: UTF-8 error text)
+         6     1  kind: 0 message, 1 request, 2 reply, 3 failed reply (body: UTF-8 error text);
+                  4 batch, 5 part, 6 section, 7 sealed are frames (csrc/copydata.h, _seal.py)
          7     1  flags, 0 (a version-1 reader takes anything else for no envelope)
          8     8  request id, little-endian (0 for a plain message)
         16        body
@@ -38,7 +39,7 @@ class Envelope(NamedTuple):
 
 
 def header(codec_id: int, kind: int = MESSAGE, request_id: int = 0) -> bytes:
-    """The 16-byte envelope header; the frames of csrc/copydata.h (kinds 4 to 6) start with it too."""
+    """The 16-byte envelope header; the frames of csrc/copydata.h (kinds 4 to 7) start with it too."""
     return HEADER.pack(MAGIC, VERSION, codec_id, kind, 0, request_id)
 
 

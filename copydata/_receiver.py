@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple, Optional
 
-from . import _checks, _codecs, _envelope
+from . import _checks, _codecs, _envelope, _seal
 from ._core import ffi, lib
 from ._errors import ChannelFull, CopyDataError, NameInUse, ReceiverClosed, RecvTimeout
 from ._win32 import describe_error
@@ -52,6 +52,42 @@ class Message(NamedTuple):
         return self.request_id is not None
 
 
+class Refusal(NamedTuple):
+    """A message the receiver refused or dropped, as ``on_error`` hears of it."""
+
+    reason: str
+    """Why: one of :data:`REFUSAL_REASONS`."""
+    tag: int
+    """The message's ``dwData``."""
+    sender: int
+    """Its ``wParam`` (unverified)."""
+    size: int
+    """Its size in bytes (for ``"incomplete"``, what had arrived of it)."""
+    occurrences: int = 1
+    """More than 1 when refusals of one reason were merged because ``on_error`` fell behind
+    (tag and sender are then the first one's, size the sum)."""
+
+
+_REASONS = {
+    lib.CD_REASON_TOO_LARGE: "too_large",
+    lib.CD_REASON_QUEUE_FULL: "queue_full",
+    lib.CD_REASON_MALFORMED: "malformed",
+    lib.CD_REASON_CLOSING: "closing",
+    lib.CD_REASON_BATCH_IN_SYNC_MODE: "batch_in_sync_mode",
+    lib.CD_REASON_SECTION: "section",
+    lib.CD_REASON_UNAUTHENTICATED: "unauthenticated",
+    lib.CD_REASON_REPLAYED: "replayed",
+    lib.CD_REASON_INCOMPLETE: "incomplete",
+    lib.CD_REASON_PICKLE: "pickle",
+    lib.CD_REASON_UNDECODABLE: "undecodable",
+}
+#: Every ``Refusal.reason``: the ``refused_*`` counts of :class:`ReceiverStats`, plus
+#: ``"incomplete"`` (``dropped_incomplete``), ``"pickle"`` (``refused_pickle``) and
+#: ``"undecodable"`` (``undecodable``).
+REFUSAL_REASONS = tuple(_REASONS.values())
+_REFUSALS_PER_TAKE = 256
+
+
 class ReceiverStats(NamedTuple):
     """Counts since the receiver opened."""
 
@@ -75,6 +111,12 @@ class ReceiverStats(NamedTuple):
     refused_section: int
     """Refused: a section descriptor naming a section that is missing, not owned by this
     receiver's user, or smaller than the range it names."""
+    refused_unauthenticated: int
+    """Refused: at a receiver with a key, a message not sealed with that key (for this window
+    and tag); at a receiver without one, a sealed message, which it cannot check."""
+    refused_replayed: int
+    """Refused by a receiver with a key: a sealed message it accepted before, one stamped more
+    than 60 s away from its clock, or one from more fresh sealers than it keeps (4096)."""
     dropped_messages: int
     """Accepted, then discarded undelivered because the receiver was closed."""
     dropped_bytes: int
@@ -97,7 +139,8 @@ class ReceiverStats(NamedTuple):
     """Payloads the codec could not decode (delivered as bytes with ``codec == "bytes"``), or that
     could not be read at all (dropped, and logged)."""
     stray_replies: int = 0
-    """Replies that matched no waiting request."""
+    """Replies that matched no waiting request (or, to a request made with a key, were not
+    sealed with it)."""
 
 
 class Receiver:
@@ -128,6 +171,14 @@ class Receiver:
     reach it (two live receivers cannot hold one name: :class:`NameInUse`); ``channels``
     subscribes it to :func:`copydata.broadcast`. ``allow_lower_integrity=True`` lets
     processes of lower integrity (UIPI) send WM_COPYDATA to it.
+
+    ``key`` (16 to 1024 secret bytes) makes it accept only messages sealed with that key by
+    ``send(..., key=)``, ``Sender(..., key=)`` or ``request(..., key=)``: an HMAC-SHA256 over
+    the message, its tag and this window, checked in C before anything else, with a counter
+    and a time against replay. Its replies to requests are sealed with the key too.
+
+    ``on_error`` is called with a :class:`Refusal` for every message refused or dropped (the
+    reasons :attr:`stats` counts), one at a time on a thread of its own, in order.
     """
 
     def __init__(
@@ -148,6 +199,8 @@ class Receiver:
         part_timeout: float = DEFAULT_PART_TIMEOUT,
         batch_size: int = DEFAULT_BATCH_SIZE,
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
+        key: bytes | None = None,
+        on_error: Callable[[Refusal], object] | None = None,
     ) -> None:
         if name is not None:
             _checks.receiver_name(name)
@@ -156,6 +209,9 @@ class Receiver:
         channel_names = list(dict.fromkeys(_checks.receiver_name(channel) for channel in channels))
         if on_message is not None and not callable(on_message):
             raise TypeError(f"on_message must be callable, not {type(on_message).__name__}")
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"on_error must be callable, not {type(on_error).__name__}")
+        key = None if key is None else _seal.check_key(key)
         if sync and on_message is None:
             raise ValueError("sync=True needs on_message: it is what the sender waits for")
         _checks.positive_size(max_message_size, "max_message_size", most=0xFFFFFFFF)
@@ -192,7 +248,11 @@ class Receiver:
         self._last_warning = 0.0
         self._registrations: list[object] = []
         self._dispatcher: threading.Thread | None = None
+        self._key = key
+        self._on_error = on_error
+        self._error_reporter: threading.Thread | None = None
 
+        key_buffer = ffi.from_buffer(key) if key is not None else ffi.NULL
         config = ffi.new("cd_receiver_config *", {
             "max_message_size": max_message_size,
             "max_queue_messages": max_queue_messages,
@@ -202,6 +262,10 @@ class Receiver:
             "unpack_batches": int(not self._raw),
             "max_transfer_size": max_transfer_size,
             "part_timeout_ms": part_timeout_ms,
+            "key": key_buffer,
+            "key_size": len(key) if key is not None else 0,
+            "report_refusals": int(on_error is not None),
+            "pass_sealed": int(self._pass_sealed),
         })
         handle = ffi.new("cd_receiver **")
         error = ffi.new("uint32_t *")
@@ -215,6 +279,10 @@ class Receiver:
                 self._register(lib.CD_REGISTRY_NAME, name)
             for channel in self._channels:
                 self._register(lib.CD_REGISTRY_CHANNEL, channel)
+            if on_error is not None:
+                self._error_reporter = threading.Thread(
+                    target=self._report_errors, name=f"copydata-errors-{self._hwnd:#x}", daemon=True)
+                self._error_reporter.start()
             if on_message is not None:
                 self._dispatcher = threading.Thread(
                     target=self._dispatch, name=f"copydata-dispatch-{self._hwnd:#x}", daemon=True)
@@ -222,6 +290,9 @@ class Receiver:
         except BaseException:
             self.close()
             raise
+
+    # A receiver without a key refuses sealed messages in C; the reply window checks them itself.
+    _pass_sealed = False
 
     def _register(self, kind: int, name: str) -> None:
         registration = ffi.new("cd_registration **")
@@ -293,6 +364,7 @@ class Receiver:
             return self._decode(tag, payload, sender, codec_id)
         except Exception:
             self._count("undecodable")
+            self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(payload))
             logger.exception("receiver %#x could not decode a message (tag=%d, %d bytes); it is dropped",
                              self._hwnd, tag, len(payload))
             return None
@@ -307,6 +379,7 @@ class Receiver:
             return kind, Message(tag, body.decode("utf-8", "replace"), sender, "text", request)
         if codec_id == _codecs.PickleCodec.codec_id and not self._pickle_allowed(envelope):
             self._count("refused_pickle")
+            self._report(lib.CD_REASON_PICKLE, tag, sender, len(body))
             self._warn(f"refused a pickled message (tag={tag}, {len(body)} bytes, sender {sender:#x}): "
                        f"this receiver was not created with allow_pickle=True")
             if kind == _envelope.REQUEST:
@@ -325,6 +398,7 @@ class Receiver:
             return Message(tag, codec.decode(body), sender, _codecs.name_of(codec), request_id)
         except Exception as error:
             self._count("undecodable")
+            self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(body))
             self._warn(f"could not decode a message (tag={tag}, {len(body)} bytes) with the "
                        f"{_codecs.name_of(codec)} codec ({error}); it is delivered as bytes")
             return Message(tag, body, sender, "bytes", request_id)
@@ -332,6 +406,24 @@ class Receiver:
     def _count(self, what: str) -> None:
         with self._state_lock:
             self._counts[what] += 1
+
+    def _report(self, reason: int, tag: int, sender: int, size: int) -> None:
+        """Tell on_error (on its own thread, in order with the refusals made in C)."""
+        if self._on_error is not None:
+            lib.cd_receiver_report(self._handle, reason, tag, sender, size)
+
+    def _report_errors(self) -> None:
+        refusals = ffi.new("cd_refusal[]", _REFUSALS_PER_TAKE)
+        count = ffi.new("size_t *")
+        while lib.cd_receiver_take_refusals(self._handle, refusals, _REFUSALS_PER_TAKE,
+                                            _checks.WAIT_FOREVER_MS, count) == lib.CD_OK:
+            for index in range(count[0]):
+                native = refusals[index]
+                refusal = Refusal(_REASONS[native.reason], native.tag, native.sender, native.size, native.count)
+                try:
+                    self._on_error(refusal)  # type: ignore[misc]
+                except Exception:
+                    logger.exception("on_error raised on %s; reporting goes on", refusal)
 
     def _warn(self, text: str) -> None:
         now = time.monotonic()
@@ -373,7 +465,8 @@ class Receiver:
                 codec = self._codec if request.codec in ("custom", self._codec_name) else _codecs.resolve(request.codec)
                 codec_id, kind, body = _codecs.codec_id(codec), _envelope.REPLY, codec.encode(value)
             payload = _envelope.wrap(body, codec_id, kind, request.request_id)  # type: ignore[arg-type]
-            send(request.sender, payload, tag=request.tag, timeout=self._reply_timeout, sender=self._hwnd)
+            send(request.sender, payload, tag=request.tag, timeout=self._reply_timeout, sender=self._hwnd,
+                 key=self._key)
         except Exception as error:
             logger.warning("receiver %#x could not reply to request %s from %#x: %s",
                            self._hwnd, request.request_id, request.sender, error)
@@ -500,6 +593,7 @@ class Receiver:
         while True:
             status = lib.cd_receiver_take(self._handle, self._batch_size, _checks.WAIT_FOREVER_MS, first)
             if status == lib.CD_CLOSED:
+                lib.cd_receiver_discard(self._handle)  # nothing is left; ends on_error's thread too
                 return
             if self._sync:
                 self._answer(first[0])
@@ -575,6 +669,8 @@ class Receiver:
         if self._dispatcher is not None:
             self._dispatcher.join()
         lib.cd_receiver_discard(self._handle)
+        if self._error_reporter is not None and threading.current_thread() is not self._error_reporter:
+            self._error_reporter.join()
 
     def __enter__(self) -> Receiver:
         return self

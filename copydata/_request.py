@@ -8,29 +8,38 @@ import concurrent.futures
 import itertools
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
-from . import _codecs, _envelope
+from . import _codecs, _envelope, _seal
 from ._core import lib
 from ._errors import RequestFailed, RequestTimeout
 from ._receiver import Message, Receiver
 from ._send import DEFAULT_TIMEOUT, Target, send
 
 
+class _Waiting(NamedTuple):
+    reply: concurrent.futures.Future
+    allow_pickle: bool
+    key: bytes | None
+
+
 class _ReplyWindow(Receiver):
     """The window that replies to this process's requests come back to."""
 
+    # Replies to requests made with a key come sealed; each is checked here with its own key.
+    _pass_sealed = True
+
     def __init__(self) -> None:
-        self._waiting: dict[int, tuple[concurrent.futures.Future, bool]] = {}
+        self._waiting: dict[int, _Waiting] = {}
         self._waiting_lock = threading.Lock()
         self._request_ids = itertools.count(1)
         super().__init__(on_message=lambda message: None)
 
-    def expect(self, allow_pickle: bool) -> tuple[int, concurrent.futures.Future]:
+    def expect(self, allow_pickle: bool, key: bytes | None) -> tuple[int, concurrent.futures.Future]:
         reply: concurrent.futures.Future = concurrent.futures.Future()
         with self._waiting_lock:
             request_id = next(self._request_ids)
-            self._waiting[request_id] = (reply, allow_pickle)
+            self._waiting[request_id] = _Waiting(reply, allow_pickle, key)
         return request_id, reply
 
     def forget(self, request_id: int) -> None:
@@ -41,10 +50,25 @@ class _ReplyWindow(Receiver):
         # Only a reply to a request whose caller said allow_pickle=True is ever unpickled.
         with self._waiting_lock:
             waiting = self._waiting.get(envelope.request_id)
-        return envelope.kind == _envelope.REPLY and waiting is not None and waiting[1]
+        return envelope.kind == _envelope.REPLY and waiting is not None and waiting.allow_pickle
+
+    def _authentic(self, tag: int, payload: bytes) -> bytes | None:
+        """The reply in ``payload``, unsealed if it must be: None if it is not authentic."""
+        sealed = _seal.is_sealed(payload)
+        envelope = _envelope.unwrap(payload[_seal.HEADER_SIZE:] if sealed else payload)
+        with self._waiting_lock:
+            waiting = self._waiting.get(envelope.request_id) if envelope is not None else None
+        key = waiting.key if waiting is not None else None
+        if key is None:
+            return None if sealed else payload
+        return _seal.unseal(key, payload, self._hwnd, tag) if sealed else None
 
     def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
-        decoded = self._decode_safely(tag, payload, sender, codec_id)
+        authentic = self._authentic(tag, payload)
+        if authentic is None:
+            self._count("stray_replies")
+            return 0
+        decoded = self._decode_safely(tag, authentic, sender, codec_id)
         if decoded is None:
             return 0
         kind, message = decoded
@@ -58,7 +82,7 @@ class _ReplyWindow(Receiver):
             waiting = self._waiting.pop(message.request_id, None)  # type: ignore[arg-type]
         if waiting is None:
             return super()._route_reply(kind, message)
-        reply = waiting[0]
+        reply = waiting.reply
         try:
             if kind == _envelope.FAILED_REPLY:
                 reply.set_exception(RequestFailed(f"the receiver failed on the request: {message.data}",
@@ -92,35 +116,39 @@ def reply_window() -> _ReplyWindow:
         return _reply_window
 
 
-def _prepare(data: Any, codec: _codecs.CodecSpec, allow_pickle: bool) -> tuple[_ReplyWindow, int, concurrent.futures.Future, bytes]:
+def _prepare(data: Any, codec: _codecs.CodecSpec, allow_pickle: bool,
+             key: bytes | None) -> tuple[_ReplyWindow, int, concurrent.futures.Future, bytes]:
     resolved = _codecs.resolve(codec)
     if isinstance(resolved, _codecs.PickleCodec) and not allow_pickle:
         raise ValueError("codec='pickle' needs allow_pickle=True: the reply would be unpickled, "
                          "which runs code of the replying process's choosing")
+    key = None if key is None else _seal.check_key(key)
     body = resolved.encode(data)
     if isinstance(body, (bytearray, memoryview)):
         body = bytes(body)
     window = reply_window()
-    request_id, reply = window.expect(allow_pickle)
+    request_id, reply = window.expect(allow_pickle, key)
     return window, request_id, reply, _envelope.wrap(body, _codecs.codec_id(resolved), _envelope.REQUEST, request_id)
 
 
 def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec = "bytes",
-            timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False) -> Message:
+            timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False,
+            key: bytes | None = None) -> Message:
     """Send ``data`` and wait for the receiver's reply message.
 
     The receiver's ``on_message`` return value (or its ``reply()``) comes back as a
     :class:`Message`; bytes-like replies as bytes, others with the request's codec.
     ``timeout`` covers the send and the wait for the reply. Safe to call from many threads
-    at once: each call gets its own reply.
+    at once: each call gets its own reply. With ``key``, the request is sealed for a receiver
+    with that key, and only a reply sealed with it is taken.
 
     Raises what :func:`send` raises, :class:`RequestTimeout` when no reply came in time,
     and :class:`RequestFailed` when the receiver's callback raised.
     """
-    window, request_id, reply, payload = _prepare(data, codec, allow_pickle)
+    window, request_id, reply, payload = _prepare(data, codec, allow_pickle, key)
     try:
         started = time.monotonic()
-        send(target, payload, tag=tag, timeout=timeout, sender=window.hwnd)
+        send(target, payload, tag=tag, timeout=timeout, sender=window.hwnd, key=key)
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         try:
             return reply.result(remaining)
@@ -131,14 +159,15 @@ def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec
 
 
 async def arequest(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec = "bytes",
-                   timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False) -> Message:
+                   timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False,
+                   key: bytes | None = None) -> Message:
     """:func:`request` for asyncio; cancelling it forgets the request (a late reply is dropped)."""
     loop = asyncio.get_running_loop()
-    window, request_id, reply, payload = _prepare(data, codec, allow_pickle)
+    window, request_id, reply, payload = _prepare(data, codec, allow_pickle, key)
     try:
         started = time.monotonic()
         await loop.run_in_executor(None, lambda: send(target, payload, tag=tag, timeout=timeout,
-                                                      sender=window.hwnd))
+                                                      sender=window.hwnd, key=key))
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(reply), remaining)

@@ -8,7 +8,7 @@ import functools
 import threading
 from typing import Any, Union
 
-from . import _checks, _codecs, _envelope
+from . import _checks, _codecs, _envelope, _seal
 from ._core import ffi, lib
 from ._errors import CopyDataError, MessageTooLarge, Rejected, SendFailed, SendTimeout, TargetNotFound
 from ._receiver import MAX_MESSAGE_SIZE, Receiver
@@ -107,6 +107,7 @@ def send(
     sender: int | Receiver = 0,
     max_size: int = MAX_MESSAGE_SIZE,
     check: bool = True,
+    key: bytes | None = None,
 ) -> int:
     """Send ``data`` as one WM_COPYDATA and return the receiver's answer (the LRESULT).
 
@@ -116,6 +117,9 @@ def send(
     it. Another codec encodes ``data`` and puts it in copydata's envelope, which copydata
     receivers decode by themselves; ``raw=True`` leaves the envelope out, for foreign
     programs (``codec=copydata.Utf16Codec(terminate=True)`` is what C# and AutoHotkey expect).
+
+    ``key`` seals the message with an HMAC for a receiver created with that key (see
+    :class:`Receiver`); only such a receiver accepts it.
 
     ``timeout`` bounds the wait in seconds (None: no limit, though ``SMTO_ABORTIFHUNG``
     still gives up on a hung receiver). With ``check`` (the default), an answer of 0, which
@@ -132,6 +136,8 @@ def send(
         _checks.window_handle(sender, "sender") if sender else 0)
     max_size = _checks.positive_size(max_size, "max_size", most=0xFFFFFFFF)
     payload = encode(data, codec, raw)
+    if key is not None:
+        payload = _seal.sealer_for(key).seal(payload, hwnd, tag)
     if type(payload) is bytes:
         size = len(payload)
     else:
@@ -150,7 +156,8 @@ def send(
         raise send_error(status, error[0], hwnd, timeout)
     if check and result[0] == 0:
         raise Rejected(f"window {hwnd:#x} answered 0: it refused the message "
-                       f"(a copydata receiver does so when its queue is full or the message is too large)")
+                       f"(a copydata receiver does so when its queue is full, the message is too large, or "
+                       f"not sealed with the key it requires)")
     return int(result[0])
 
 
@@ -193,19 +200,23 @@ def broadcast(
     codec: _codecs.CodecSpec = "bytes",
     raw: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT,
+    key: bytes | None = None,
 ) -> dict[int, bool]:
     """Send ``data`` to every live subscriber of ``channel``, all at once.
 
     Returns, per subscriber window, whether it accepted the message. The sends run in
     parallel, each with its own ``timeout``, so a hung subscriber delays only its own answer
     (up to 32 at a time; more hung subscribers than that queue behind one another).
+    With ``key``, each subscriber gets the message sealed for its own window.
     """
     payload = encode(data, codec, raw)
+    if key is not None:
+        _seal.check_key(key)
     hwnds = subscribers(channel)
 
     def deliver(hwnd: int) -> bool:
         try:
-            return send(hwnd, payload, tag=tag, timeout=timeout, check=False) != 0
+            return send(hwnd, payload, tag=tag, timeout=timeout, check=False, key=key) != 0
         except CopyDataError:
             return False
 

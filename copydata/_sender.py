@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from . import _checks, _codecs, _envelope
+from . import _checks, _codecs, _envelope, _seal
 from ._core import ffi, lib
 from ._errors import CopyDataError, Rejected
 from ._receiver import MAX_MESSAGE_SIZE
@@ -52,6 +52,8 @@ class Sender:
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
     :meth:`flush` block meanwhile. An error in a background (linger) send is raised by the
     next call. Only copydata receivers understand batch frames, and not those in sync mode.
+
+    ``key`` seals every frame for a receiver created with that key (see :class:`Receiver`).
     """
 
     def __init__(
@@ -64,19 +66,22 @@ class Sender:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         shm_threshold: int | None = DEFAULT_SHM_THRESHOLD,
         timeout: float | None = DEFAULT_TIMEOUT,
+        key: bytes | None = None,
     ) -> None:
         self._hwnd = resolve(target)
+        self._sealer = None if key is None else _seal.Sealer(key)
+        largest = MAX_MESSAGE_SIZE - (0 if key is None else _seal.HEADER_SIZE)
         self._codec = _codecs.resolve(codec)
         self._codec_id = _codecs.codec_id(self._codec)
         least = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
-        self._max_batch_bytes = _checks.positive_size(max_batch_bytes, "max_batch_bytes", most=MAX_MESSAGE_SIZE)
+        self._max_batch_bytes = _checks.positive_size(max_batch_bytes, "max_batch_bytes", most=largest)
         if max_batch_bytes < least:
             raise ValueError(f"max_batch_bytes must be at least {least} (one empty message)")
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger < 3600:
             raise ValueError(f"linger must be a number of seconds from 0 to 3600; got {linger!r}")
         self._linger = float(linger)
         self._chunk_size = _checks.positive_size(chunk_size, "chunk_size",
-                                                 most=MAX_MESSAGE_SIZE - lib.CD_PART_HEADER_SIZE)
+                                                 most=largest - lib.CD_PART_HEADER_SIZE)
         self._shm_threshold = None if shm_threshold is None else _checks.positive_size(shm_threshold, "shm_threshold")
         self._section: Any = None  # cd_section *, created on first use, grown as needed
         self._section_name = ""
@@ -225,7 +230,12 @@ class Sender:
         error = ffi.new("uint32_t *")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
         backoff = _FIRST_BACKOFF
+        unsealed = ffi.buffer(data, size) if self._sealer is not None else None
         while True:
+            if unsealed is not None:
+                # Sealed afresh each time: a refused frame was never taken, and a seal ages.
+                sealed = self._sealer.seal(unsealed, self._hwnd, tag)  # type: ignore[union-attr]
+                data, size = ffi.from_buffer(sealed), len(sealed)
             status = lib.cd_send(self._hwnd, tag, 0, data, size, self._timeout_ms, SMTO_ABORTIFHUNG, result, error)
             if status != lib.CD_OK:
                 raise send_error(status, error[0], self._hwnd, self._timeout)
