@@ -7,7 +7,9 @@
  *   - whatever cd_part_check accepts lies inside the payload and inside its message's total;
  *   - whatever cd_section_check accepts names a section inside copydata's namespace, in
  *     exactly the bytes the descriptor has, and a range that does not overflow;
+ *   - whatever cd_seal_check accepts has its MAC and inner payload inside the payload;
  *   - no payload is more than one kind of frame;
+ *   - read as a script of sealed frames arriving, the replay table never takes one frame twice;
  *   - a frame built with cd_batch_start/cd_batch_append from the input's pieces checks valid
  *     and gives those pieces back unchanged.
  */
@@ -103,13 +105,57 @@ static void round_trip(const uint8_t *data, size_t size)
     cd_batch_release(&batch);
 }
 
+static void check_seal(const uint8_t *data, size_t size, const cd_seal *seal)
+{
+    EXPECT(seal->mac == data + CD_SEAL_SIGNED_SIZE && seal->inner == data + CD_SEAL_HEADER_SIZE);
+    EXPECT(seal->inner_size == size - CD_SEAL_HEADER_SIZE && seal->sealer_id && seal->counter);
+}
+
+/* Each 4 input bytes: a frame from sealer b0 with counter b1 b2 arriving b3 half-seconds after
+ * the one before. A frame keeps the time it was first stamped with (its seal covers it), so
+ * that one coming again is a replay. Accepted frames are recorded, as the receiver does. */
+#define SCRIPT_STEPS 512
+static void replay_script(const uint8_t *data, size_t size)
+{
+    static cd_seal stamped[SCRIPT_STEPS];
+    static int accepted[SCRIPT_STEPS];
+    cd_replay replay = {0};
+    uint64_t now = 1000000;
+    size_t steps = 0, at, i;
+
+    for (at = 0; at + 4 <= size && steps < SCRIPT_STEPS; at += 4) {
+        cd_seal seal = {0};
+        int known = -1;
+        seal.sealer_id = (uint64_t)data[at] + 1;
+        seal.counter = ((uint64_t)data[at + 1] | (uint64_t)data[at + 2] << 8) + 1;
+        now += (uint64_t)data[at + 3] * 500;
+        for (i = 0; i < steps; i++)
+            if (stamped[i].sealer_id == seal.sealer_id && stamped[i].counter == seal.counter)
+                known = (int)i;
+        if (known >= 0) {
+            seal.time_ms = stamped[known].time_ms;
+        } else {
+            seal.time_ms = now - (uint64_t)(data[at] & 0x3F) * 1000;
+            stamped[steps] = seal;
+            accepted[steps] = 0;
+            known = (int)steps++;
+        }
+        if (cd_replay_check(&replay, &seal, now) == CD_REPLAY_NEW) {
+            EXPECT(!accepted[known]);
+            accepted[known] = cd_replay_record(&replay, &seal, now) == CD_OK;
+        }
+    }
+    cd_replay_release(&replay);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t records, record_bytes;
     int codec_id, batch;
     cd_part part;
     cd_section_descriptor section;
-    int is_part, is_section;
+    cd_seal seal;
+    int is_part, is_section, is_sealed;
 
     batch = cd_batch_check(data, size, &records, &record_bytes, &codec_id);
     if (batch == 1)
@@ -120,7 +166,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     is_section = cd_section_check(data, size, &section);
     if (is_section == 1)
         check_section(data, size, &section);
-    EXPECT((batch != 0) + (is_part != 0) + (is_section != 0) <= 1);
+    is_sealed = cd_seal_check(data, size, &seal);
+    if (is_sealed == 1)
+        check_seal(data, size, &seal);
+    EXPECT((batch != 0) + (is_part != 0) + (is_section != 0) + (is_sealed != 0) <= 1);
     round_trip(data, size);
+    replay_script(data, size);
     return 0;
 }

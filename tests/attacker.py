@@ -1,16 +1,22 @@
 """A hostile process: sends COUNT frames that claim to be copydata frames and are all wrong.
 
-    python attacker.py HWND COUNT SEED
+    python attacker.py HWND COUNT SEED [--forge-seals]
 
 Batch frames whose lengths overflow or point past the end, parts that never complete, overlap
 or lie about their total, section descriptors naming sections that do not exist or are outside
 copydata's namespace, with random dwData, a few at the largest allowed size. Reports JSON:
 {"sent": COUNT, "accepted": N}: the well-formed first parts that were taken (and never complete);
 the receiver holds at most 64 incomplete messages at a time and refuses more.
+
+With --forge-seals, for a receiver with a key: every frame is sealed, around a valid or a
+malformed inner frame, but with a MAC made without the key (random, zero, or keyed with a
+guess), and every one must be refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 import struct
@@ -75,11 +81,33 @@ def bad_section(r: random.Random) -> bytes:
     return header(r, 6) + struct.pack("<QQI", offset, length, max(characters, 0)) + encoded
 
 
+def forged_seal(r: random.Random, hwnd: int, tag: int, inner: bytes) -> bytes:
+    signed = header(r, 7, codec=0) + struct.pack("<QQQ", r.getrandbits(64) | 1, r.randrange(1, 1 << 20),
+                                                 r.getrandbits(64))
+    choice = r.randrange(3)
+    if choice == 0:
+        mac = r.randbytes(32)
+    elif choice == 1:
+        mac = bytes(32)
+    else:  # a key guessed wrong
+        mac = hmac.new(r.randbytes(32), struct.pack("<QQ", hwnd & 0xFFFFFFFF, tag) + signed + inner,
+                       hashlib.sha256).digest()
+    return signed + mac + inner
+
+
 def main() -> None:
     hwnd, count, seed = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    forge = "--forge-seals" in sys.argv[4:]
     r = random.Random(seed)
     accepted = 0
     for n in range(count):
+        if forge:
+            tag = r.getrandbits(64)
+            inner = r.choice([bad_batch(r), bad_section(r), header(r, 0) + r.randbytes(r.randrange(100)),
+                              r.randbytes(r.randrange(200))])
+            if copydata.send(hwnd, forged_seal(r, hwnd, tag, inner), tag=tag, check=False, timeout=10):
+                raise SystemExit(f"forged seal {n} was accepted")
+            continue
         kind = r.randrange(3)
         expect_accept = False
         if n % 20000 == 0:  # now and then, malformed at the largest size a message may have

@@ -1,11 +1,13 @@
 """A second process for the tests: receives or sends WM_COPYDATA and reports in JSON lines.
 
     python peer.py serve [NAME] [--sync-sleep S] [--max-message-size N] [--codec C] [--raw]
-                         [--allow-pickle] [--channel CHANNEL ...] [--fail-tag TAG]
-    python peer.py send TARGET TAG:SIZE:SEED ...
+                         [--allow-pickle] [--channel CHANNEL ...] [--fail-tag TAG] [--key HEX]
+    python peer.py send TARGET TAG:SIZE:SEED ... [--key HEX]
     python peer.py send-value TARGET CODEC JSON [--tag N] [--raw]
     python peer.py send-evil-pickle TARGET PATH
-    python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle]
+    python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle] [--key HEX]
+    python peer.py stream TARGET TAG:SIZE:SEED ... [--key HEX] [--chunk-size N] [--no-shm]
+                         one Sender for every spec, in order (large ones in parts or shared memory)
     python peer.py burst TARGET COUNT
     python peer.py pywin32-serve
     python peer.py hang                 a window whose thread never pumps its messages
@@ -82,6 +84,10 @@ def parse_specs(specs: list[str]) -> list[tuple[int, int, int]]:
     return [tuple(int(part) for part in spec.split(":")) for spec in specs]  # type: ignore[misc]
 
 
+def parse_key(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
+
+
 def parse_target(text: str) -> int | str:
     return int(text, 0) if text[:1].isdigit() else text
 
@@ -102,7 +108,7 @@ def serve(options: argparse.Namespace) -> None:
     with copydata.Receiver(options.name, on_message=on_message, sync=options.sync_sleep > 0,
                            max_message_size=options.max_message_size, codec=options.codec,
                            raw=options.raw, allow_pickle=options.allow_pickle,
-                           channels=options.channel) as receiver:
+                           channels=options.channel, key=parse_key(options.key)) as receiver:
         report(ready=receiver.hwnd)
         sys.stdin.read()  # until the test closes our stdin
     report(stats=receiver.stats._asdict())
@@ -113,7 +119,8 @@ def send(options: argparse.Namespace) -> None:
 
     for tag, size, seed in parse_specs(options.specs):
         try:
-            result = copydata.send(parse_target(options.target), payload(size, seed), tag=tag)
+            result = copydata.send(parse_target(options.target), payload(size, seed), tag=tag,
+                                   key=parse_key(options.key))
             report(result=result)
         except copydata.CopyDataError as error:
             report(error=type(error).__name__, message=str(error))
@@ -127,6 +134,20 @@ def burst(options: argparse.Namespace) -> None:
     for sequence in range(options.count):
         copydata.send(target, struct.pack("<Q", sequence) * 8, tag=sequence)
     report(sent=options.count, seconds=time.perf_counter() - started)
+
+
+def stream(options: argparse.Namespace) -> None:
+    import copydata
+
+    try:
+        with copydata.Sender(parse_target(options.target), key=parse_key(options.key), timeout=30,
+                             chunk_size=options.chunk_size,
+                             shm_threshold=None if options.no_shm else 1 << 20) as sender:
+            for tag, size, seed in parse_specs(options.specs):
+                sender.send(payload(size, seed), tag=tag)
+        report(sent=len(options.specs))
+    except copydata.CopyDataError as error:
+        report(error=type(error).__name__, message=str(error))
 
 
 def send_value(options: argparse.Namespace) -> None:
@@ -152,7 +173,8 @@ def request(options: argparse.Namespace) -> None:
 
     try:
         reply = copydata.request(parse_target(options.target), json.loads(options.value), tag=options.tag,
-                                 codec=options.codec, allow_pickle=options.allow_pickle, timeout=10)
+                                 codec=options.codec, allow_pickle=options.allow_pickle, timeout=10,
+                                 key=parse_key(options.key))
         report(reply=describe(reply.tag, reply.data, reply.sender, reply.codec))
     except copydata.CopyDataError as error:
         report(error=type(error).__name__, message=str(error))
@@ -223,6 +245,7 @@ def main() -> None:
     serve_parser.add_argument("--allow-pickle", action="store_true")
     serve_parser.add_argument("--channel", action="append", default=[])
     serve_parser.add_argument("--fail-tag", type=int)
+    serve_parser.add_argument("--key")
     for name in ("send-value", "request"):
         command = commands.add_parser(name)
         command.add_argument("target")
@@ -231,13 +254,17 @@ def main() -> None:
         command.add_argument("--tag", type=int, default=0)
         command.add_argument("--raw", action="store_true")
         command.add_argument("--allow-pickle", action="store_true")
+        command.add_argument("--key")
     evil_parser = commands.add_parser("send-evil-pickle")
     evil_parser.add_argument("target")
     evil_parser.add_argument("path")
-    for name in ("send", "pywin32-send"):
+    for name in ("send", "pywin32-send", "stream"):
         command = commands.add_parser(name)
         command.add_argument("target")
         command.add_argument("specs", nargs="+")
+        command.add_argument("--key")
+    commands.choices["stream"].add_argument("--chunk-size", type=int, default=1 << 20)
+    commands.choices["stream"].add_argument("--no-shm", action="store_true")
     burst_parser = commands.add_parser("burst")
     burst_parser.add_argument("target")
     burst_parser.add_argument("count", type=int)
@@ -245,7 +272,7 @@ def main() -> None:
     commands.add_parser("hang")
     options = parser.parse_args()
     handlers = {"serve": serve, "send": send, "burst": burst, "send-value": send_value,
-                "send-evil-pickle": send_evil_pickle, "request": request, "hang": hang,
+                "send-evil-pickle": send_evil_pickle, "request": request, "hang": hang, "stream": stream,
                 "pywin32-serve": pywin32_serve, "pywin32-send": pywin32_send}
     handlers[options.command](options)
 

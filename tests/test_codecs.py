@@ -50,7 +50,7 @@ def test_envelope_layout_is_as_documented():
     b"", b"\x89CDE", b"\x89CDE" + bytes(11),                         # too short
     _envelope.wrap(b"x", 1)[:4] + b"\x02" + _envelope.wrap(b"x", 1)[5:],  # version 2
     _envelope.wrap(b"x", 9),                                           # unknown codec
-    _envelope.wrap(b"x", 1, kind=7, request_id=1),                     # unknown kind
+    _envelope.wrap(b"x", 1, kind=9, request_id=1),                     # unknown kind
     _envelope.wrap(b"x", 1)[:7] + b"\x01" + _envelope.wrap(b"x", 1)[8:],  # flags set
     _envelope.wrap(b"x", 1, kind=_envelope.MESSAGE, request_id=5),     # id on a plain message
     _envelope.wrap(b"x", 1, kind=_envelope.REQUEST, request_id=0),     # request without id

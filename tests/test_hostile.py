@@ -10,6 +10,8 @@ import time
 import zlib
 from pathlib import Path
 
+import pytest
+
 import copydata
 
 ATTACKS = 100_000
@@ -58,3 +60,38 @@ def test_malformed_frames_never_pass_and_valid_messages_all_arrive_in_order(tmp_
         assert stats.queued_messages == 0
         print(f"{ATTACKS} attacks ({report['accepted']} abandoned first parts) and {VALID} valid messages "
               f"in {time.monotonic() - started:.1f} s")
+
+
+FORGED = 20_000
+
+
+def test_forged_seals_never_pass_a_receiver_with_a_key_while_sealed_messages_all_arrive(tmp_path):
+    key = bytes(range(100, 132))
+    valid_sender = tmp_path / "sealed_sender.py"
+    valid_sender.write_text(
+        "import struct, sys, zlib, copydata\n"
+        f"with copydata.Sender(int(sys.argv[1]), linger=0.001, timeout=60, key={key!r}) as sender:\n"
+        f"    for n in range({VALID // 4}):\n"
+        "        body = struct.pack('<I', n) * (1 + n % 16)\n"
+        "        sender.send(struct.pack('<I', zlib.crc32(body)) + body, tag=n)\n")
+    attacker = Path(__file__).with_name("attacker.py")
+    with copydata.Receiver(key=key) as receiver:
+        attack = subprocess.Popen([sys.executable, str(attacker), str(receiver.hwnd), str(FORGED), "11",
+                                   "--forge-seals"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        valid = subprocess.Popen([sys.executable, str(valid_sender), str(receiver.hwnd)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        delivered = []
+        while len(delivered) < VALID // 4:
+            delivered.extend(receiver.recv_many(5000, timeout=120))
+        out, errors = attack.communicate(timeout=300)
+        assert attack.returncode == 0, errors
+        _, errors = valid.communicate(timeout=60)
+        assert valid.returncode == 0, errors
+        for n, message in enumerate(delivered):
+            (crc,) = struct.unpack_from("<I", message.data)
+            assert message.tag == n and zlib.crc32(message.data[4:]) == crc, f"message {n} is not a valid one"
+        with pytest.raises(copydata.RecvTimeout):
+            receiver.recv(timeout=0.5)
+        stats = receiver.stats
+        assert stats.refused_unauthenticated == stats.refused_messages == FORGED
+        assert stats.received_messages == VALID // 4

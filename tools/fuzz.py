@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fuzz copydata's frame parsers (csrc/frames.c) natively on Linux: libFuzzer, ASan, UBSan.
+"""Fuzz copydata's frame parsers (csrc/frames.c) and replay table (csrc/replay.c) natively on
+Linux: libFuzzer, ASan, UBSan.
 
     python3 tools/fuzz.py                  a short run, 30 seconds: what CI does
     python3 tools/fuzz.py --seconds 3600   a longer one
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".winenv" / "fuzz"
 TARGET = WORK / "fuzz_frames"
-SOURCES = [ROOT / "fuzz" / "fuzz_frames.c", ROOT / "csrc" / "frames.c"]
+SOURCES = [ROOT / "fuzz" / "fuzz_frames.c", ROOT / "csrc" / "frames.c", ROOT / "csrc" / "replay.c"]
 SEEDS = ROOT / "fuzz" / "corpus" / "frames"
 FLAGS = ["-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all", "-Wall", "-Wextra"]
 
