@@ -59,9 +59,18 @@ def message_as_text(message: Message) -> str:
     return f"tag={message.tag} sender={message.sender:#x} codec={message.codec}: {shown}"
 
 
+def read_key(path: str | None) -> bytes | None:
+    """The key in a file: its bytes as they are (a key on the command line would show in
+    every process listing)."""
+    if path is None:
+        return None
+    with open(path, "rb") as source:
+        return source.read()
+
+
 def listen(options: argparse.Namespace) -> int:
     show = message_as_json if options.json_lines else message_as_text
-    with Receiver(options.name, codec=options.codec) as receiver:
+    with Receiver(options.name, codec=options.codec, key=read_key(options.key_file)) as receiver:
         print(f"listening as {options.name!r} (window {receiver.hwnd:#x}); Ctrl-C to stop",
               file=sys.stderr, flush=True)
         received = 0
@@ -91,7 +100,7 @@ def send_command(options: argparse.Namespace) -> int:
     if options.codec == "json":
         data = json.loads(data)
     result = send(parse_target(options.target), data, tag=options.tag, codec=codec, raw=options.raw,
-                  timeout=options.timeout)
+                  timeout=options.timeout, key=read_key(options.key_file))
     print(result)
     return EXIT_OK
 
@@ -121,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen_parser.add_argument("--json-lines", action="store_true",
                                help="one JSON object per message (bytes as data_base64)")
     listen_parser.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    listen_parser.add_argument("--key-file", metavar="PATH",
+                               help="accept only messages sealed with the key in this file (16 to 1024 bytes)")
 
     send_parser = commands.add_parser(
         "send", help="send one message to a receiver or window", epilog=EXIT_CODES,
@@ -138,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="with --codec utf-16: add a trailing NUL, as C# and AutoHotkey expect")
     send_parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                              help=f"seconds to wait for the answer (default {DEFAULT_TIMEOUT})")
+    send_parser.add_argument("--key-file", metavar="PATH",
+                             help="seal the message with the key in this file, for a receiver that has it")
 
     find_parser = commands.add_parser("find", help="print the window handle of a named receiver",
                                       epilog=EXIT_CODES)

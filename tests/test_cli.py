@@ -93,6 +93,26 @@ def test_send_utf16_raw_with_terminating_nul(start_peer):
     peer.finish()
 
 
+def test_listen_and_send_with_a_key_file(unique_name, tmp_path):
+    key_file, wrong_file, short_file = tmp_path / "key", tmp_path / "wrong", tmp_path / "short"
+    key_file.write_bytes(bytes(range(32)))
+    wrong_file.write_bytes(bytes(range(1, 33)))
+    short_file.write_bytes(b"short")
+    listener = start_listener(unique_name, "--json-lines", "--count", "1", "--codec", "text",
+                              "--key-file", str(key_file))
+    try:
+        unsealed = cli("send", unique_name, "no key")
+        assert (unsealed.returncode, "answered 0" in unsealed.stderr) == (_cli.EXIT_REFUSED, True)
+        assert cli("send", unique_name, "wrong key", "--key-file", str(wrong_file)).returncode == _cli.EXIT_REFUSED
+        short = cli("send", unique_name, "x", "--key-file", str(short_file))
+        assert (short.returncode, "16 to 1024 bytes" in short.stderr) == (_cli.EXIT_USAGE, True)
+        assert cli("send", unique_name, "sealed", "--key-file", str(key_file)).stdout.strip() == "1"
+        out, _ = listener.communicate(timeout=60)
+    finally:
+        listener.kill()
+    assert json.loads(out)["data"] == "sealed"
+
+
 @pytest.mark.parametrize("args, code, text", [
     (["send", "copydata-no-such-receiver", "x"], _cli.EXIT_NOT_FOUND, "no live receiver is named"),
     (["find", "copydata-no-such-receiver"], _cli.EXIT_NOT_FOUND, "no live receiver is named"),
