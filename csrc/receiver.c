@@ -39,6 +39,7 @@ struct cd_receiver {
     void *user_sid;               /* sections must be owned by this user */
     cd_mac *mac;                  /* set: only sealed frames are accepted */
     cd_replay replay;
+    int queued_unannounced;       /* messages were queued and the takers not yet woken */
     SRWLOCK lock;                 /* guards everything below */
     CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
     cd_message *head;
@@ -227,6 +228,7 @@ static cd_message *copy_message(uint64_t tag, uint64_t sender, const void *data,
     return m;
 }
 
+/* Queues messages; the window procedure wakes the takers once it has answered the sender. */
 static void append_all(cd_receiver *r, cd_message *first)
 {
     AcquireSRWLockExclusive(&r->lock);
@@ -235,8 +237,8 @@ static void append_all(cd_receiver *r, cd_message *first)
         append(r, first);
         first = next;
     }
-    WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
+    r->queued_unannounced = 1;
 }
 
 /* Queues every record of a batch frame (already checked by cd_batch_check), or none. */
@@ -488,13 +490,24 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
 {
     cd_receiver *r = (cd_receiver *)GetWindowLongPtrW(hwnd, GWLP_USERDATA);
     int stopping;
+    LRESULT result;
 
     switch (msg) {
     case WM_NCCREATE:
         SetWindowLongPtrW(hwnd, GWLP_USERDATA, (LONG_PTR)((CREATESTRUCTW *)lparam)->lpCreateParams);
         break;
     case WM_COPYDATA:
-        return r ? accept_copydata(r, wparam, (const COPYDATASTRUCT *)lparam) : FALSE;
+        if (r == NULL)
+            return FALSE;
+        result = accept_copydata(r, wparam, (const COPYDATASTRUCT *)lparam);
+        if (r->queued_unannounced) {
+            /* The payload is safe in the queue: release the sender before the wake-up of a
+             * taker, which it need not wait for. */
+            ReplyMessage(result);
+            r->queued_unannounced = 0;
+            WakeAllConditionVariable(&r->changed);
+        }
+        return result;
     case WM_CLOSE:
         /* Any process can post WM_CLOSE to a window; only our own close may end this one. */
         if (r) {
