@@ -86,6 +86,7 @@ _REASONS = {
 #: ``"undecodable"`` (``undecodable``).
 REFUSAL_REASONS = tuple(_REASONS.values())
 _REFUSALS_PER_TAKE = 256
+_BYTES_CODEC_ID = _codecs.BytesCodec.codec_id
 
 
 class ReceiverStats(NamedTuple):
@@ -347,6 +348,8 @@ class Receiver:
         ``codec_id`` is set for a record of a batch frame (unpacked in C): its body is
         encoded with the frame's codec and is never itself an envelope.
         """
+        if codec_id == _BYTES_CODEC_ID:  # most records of a batch frame: nothing to decode
+            return _envelope.MESSAGE, Message(tag, payload, sender)
         if codec_id != lib.CD_NO_CODEC:
             return self._open_envelope(tag, sender, _envelope.Envelope(codec_id, _envelope.MESSAGE, 0, payload))
         if not self._raw and payload.startswith(_envelope.MAGIC):
