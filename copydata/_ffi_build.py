@@ -150,7 +150,7 @@ void cd_registry_withdraw(cd_registration *registration);
 int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t capacity, uint32_t *found,
                      uint32_t *win32_error);
 int cd_batch_start(cd_batch *batch, int codec_id);
-int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
+int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
 void cd_batch_release(cd_batch *batch);
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id);

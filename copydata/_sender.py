@@ -30,6 +30,7 @@ _SECTION_FIELDS = struct.Struct("<QQI")
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.05
+_MAX_TAG = (1 << 64) - 1
 
 
 class Sender:
@@ -88,9 +89,13 @@ class Sender:
         self._section_size = 0
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
+        # Above this, a message goes through a section or in parts rather than in a batch frame.
+        self._batch_limit = self._chunk_size if self._shm_threshold is None else min(self._chunk_size,
+                                                                                     self._shm_threshold)
+        self._encodes = not isinstance(self._codec, _codecs.BytesCodec)
         self._batch = ffi.gc(ffi.new("cd_batch *"), lib.cd_batch_release)
         self._start_frame()
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.Lock())
         self._first_waiting_since: float | None = None
         self._background_error: CopyDataError | None = None
         self._closed = False
@@ -112,23 +117,26 @@ class Sender:
 
     def send(self, data: Any, tag: int = 0) -> None:
         """Add one message; it goes out with the next frame."""
-        tag = _checks.tag(tag)
-        pointer = ffi.from_buffer(encode_body(data, self._codec))
+        # The common case (an int tag, bytes for the bytes codec) checks inline: this runs per message.
+        if type(tag) is not int or not 0 <= tag <= _MAX_TAG:
+            tag = _checks.tag(tag)
+        pointer = ffi.from_buffer(data if not self._encodes and type(data) is not str
+                                  else encode_body(data, self._codec))
         size = len(pointer)
-        record = lib.CD_BATCH_RECORD_HEADER_SIZE + size
         with self._lock:
-            self._raise_if_unusable()
-            if self._shm_threshold is not None and size > self._shm_threshold:
+            if self._closed or self._background_error is not None:
+                self._raise_if_unusable()
+            if size > self._batch_limit:
                 self._flush_frame()  # what came before goes first
-                self._send_through_section(tag, pointer, size)
+                if self._shm_threshold is not None and size > self._shm_threshold:
+                    self._send_through_section(tag, pointer, size)
+                else:
+                    self._send_parts(tag, pointer, size)
                 return
-            if size > self._chunk_size:
+            status = lib.cd_batch_add(self._batch, tag, pointer, size, self._max_batch_bytes)
+            if status == lib.CD_FULL:
                 self._flush_frame()
-                self._send_parts(tag, pointer, size)
-                return
-            if self._batch.records and self._batch.size + record > self._max_batch_bytes:
-                self._flush_frame()
-            status = lib.cd_batch_append(self._batch, tag, pointer, size)
+                status = lib.cd_batch_add(self._batch, tag, pointer, size, self._max_batch_bytes)
             if status != lib.CD_OK:
                 raise MemoryError(f"could not add {size} bytes to the batch frame")
             if self._linger == 0:

@@ -210,6 +210,9 @@ typedef struct cd_batch {
 /* Empties the batch and writes the envelope header for codec_id. */
 int cd_batch_start(cd_batch *batch, int codec_id);
 int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
+/* cd_batch_append, unless the batch has records already and this one would take it past
+ * max_bytes: then CD_FULL, and the caller sends the batch first. */
+int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
 void cd_batch_release(cd_batch *batch);
 
 /* Checks a payload: 0 when it is no batch frame, 1 for a valid one (its record count, their

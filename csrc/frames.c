@@ -86,6 +86,14 @@ int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size
     return CD_OK;
 }
 
+int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes)
+{
+    if (batch->records && (size > max_bytes || CD_BATCH_RECORD_HEADER_SIZE + size > max_bytes - batch->size
+                           || batch->size > max_bytes))
+        return CD_FULL;
+    return cd_batch_append(batch, tag, data, size);
+}
+
 void cd_batch_release(cd_batch *batch)
 {
     free(batch->data);
