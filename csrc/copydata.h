@@ -108,6 +108,8 @@ typedef struct cd_message {
     size_t size;
     const char *data;     /* async mode: a copy owned by the queue; sync mode: the sender's bytes */
     int codec_id;         /* a batch record's envelope codec; CD_NO_CODEC for a whole WM_COPYDATA */
+    struct cd_pool *pool; /* large messages: the pool their block goes back to */
+    size_t capacity;      /* ... and the block's size */
     /* sync mode only, guarded by the receiver's lock */
     int taken;
     int replied;
@@ -167,6 +169,8 @@ uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
  */
 int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first);
 void cd_messages_free(cd_message *first);
+/* Frees one async-mode message, given its data pointer: for buffers handed to Python as they are. */
+void cd_message_release(const char *data);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
@@ -255,9 +259,10 @@ void *cd_section_view(cd_section *section);
 void cd_section_close(cd_section *section);
 /* Checks a payload: 0 when it is no section descriptor, 1 for a valid one, -1 for a malformed one. */
 int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor);
-/* Copies the described range into destination, if owner_sid owns the section and the range
- * lies inside it: CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
-int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_sid, void *destination);
+/* Maps a whole section for reading, if owner_sid owns it: its view and how many bytes of it
+ * may be read. CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
+int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size);
+void cd_section_unmap(const unsigned char *view);
 
 typedef struct cd_seal {
     uint64_t sealer_id;

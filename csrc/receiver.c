@@ -27,6 +27,32 @@ typedef struct arrival {
     size_t size;       /* cbData */
 } arrival;
 
+/* A sender's section, kept mapped while it goes on using it: mapping it afresh for every
+ * message costs more than the copy out of it, for messages of a few MiB. */
+typedef struct mapped_section {
+    uint16_t name[CD_MAX_SECTION_NAME + 1];
+    const unsigned char *view;   /* NULL: a free slot */
+    uint64_t size;
+    ULONGLONG used_ms;
+} mapped_section;
+#define MAPPED_SECTIONS 4
+#define MAPPED_SECTION_IDLE_MS 1000
+
+/* Blocks of large messages, kept for the next ones: copying into fresh memory costs a page
+ * fault per page, several times the copy itself. Shared by a receiver and its messages,
+ * which may outlive it (Python holds them with copy=False): the last one out frees it. */
+typedef struct cd_pool {
+    SRWLOCK lock;
+    LONG references;
+    int closed;           /* the receiver closed: keep nothing more */
+    struct spare_block {
+        cd_message *block;
+        ULONGLONG freed_ms;
+    } spares[2];
+} cd_pool;
+#define POOLED_MESSAGE_SIZE (1u << 20)
+#define POOL_IDLE_MS 1000
+
 #define PART_SWEEP_TIMER 1
 #define PART_SWEEP_INTERVAL_MS 1000
 
@@ -37,6 +63,8 @@ struct cd_receiver {
     size_t transfer_count;
     size_t transfer_bytes;
     void *user_sid;               /* sections must be owned by this user */
+    mapped_section mapped[MAPPED_SECTIONS];
+    cd_pool *pool;                /* created with the first large message */
     cd_mac *mac;                  /* set: only sealed frames are accepted */
     cd_replay replay;
     int queued_unannounced;       /* messages were queued and the takers not yet woken */
@@ -206,6 +234,72 @@ static int make_room(cd_receiver *r, size_t count, size_t bytes, const arrival *
     return !stopping && !full;
 }
 
+static void pool_release(cd_pool *pool)
+{
+    size_t i;
+    if (InterlockedDecrement(&pool->references) != 0)
+        return;
+    for (i = 0; i < sizeof pool->spares / sizeof pool->spares[0]; i++)
+        free(pool->spares[i].block);
+    free(pool);
+}
+
+/* Frees spare blocks unused for idle_ms: a burst of large messages leaves nothing behind. */
+static void pool_trim(cd_pool *pool, ULONGLONG now, ULONGLONG idle_ms)
+{
+    size_t i;
+    AcquireSRWLockExclusive(&pool->lock);
+    for (i = 0; i < sizeof pool->spares / sizeof pool->spares[0]; i++) {
+        if (pool->spares[i].block && now - pool->spares[i].freed_ms >= idle_ms) {
+            free(pool->spares[i].block);
+            pool->spares[i].block = NULL;
+        }
+    }
+    ReleaseSRWLockExclusive(&pool->lock);
+}
+
+/* A spare block of at least capacity bytes (taken out of the pool), or NULL. */
+static cd_message *pool_take(cd_pool *pool, size_t capacity)
+{
+    cd_message *block = NULL;
+    size_t i;
+    AcquireSRWLockExclusive(&pool->lock);
+    for (i = 0; i < sizeof pool->spares / sizeof pool->spares[0] && block == NULL; i++) {
+        if (pool->spares[i].block && pool->spares[i].block->capacity >= capacity) {
+            block = pool->spares[i].block;
+            pool->spares[i].block = NULL;
+        }
+    }
+    ReleaseSRWLockExclusive(&pool->lock);
+    return block;
+}
+
+static void release_message(cd_message *m)
+{
+    cd_pool *pool = m->pool;
+    size_t i, spare = 0;
+
+    if (pool == NULL) {
+        free(m);
+        return;
+    }
+    /* Keep it in place of nothing, or of a smaller block. */
+    AcquireSRWLockExclusive(&pool->lock);
+    for (i = 1; i < sizeof pool->spares / sizeof pool->spares[0]; i++)
+        if (pool->spares[i].block == NULL
+            || (pool->spares[spare].block && pool->spares[i].block->capacity < pool->spares[spare].block->capacity))
+            spare = i;
+    if (!pool->closed && (pool->spares[spare].block == NULL || pool->spares[spare].block->capacity < m->capacity)) {
+        free(pool->spares[spare].block);
+        pool->spares[spare].block = m;
+        pool->spares[spare].freed_ms = GetTickCount64();
+        m = NULL;
+    }
+    ReleaseSRWLockExclusive(&pool->lock);
+    free(m);
+    pool_release(pool);
+}
+
 static cd_message *new_message(uint64_t tag, uint64_t sender, size_t size, int codec_id)
 {
     cd_message *m = (cd_message *)malloc(sizeof *m + size);
@@ -217,6 +311,40 @@ static cd_message *new_message(uint64_t tag, uint64_t sender, size_t size, int c
     m->size = size;
     m->data = (const char *)(m + 1);
     m->codec_id = codec_id;
+    return m;
+}
+
+/* new_message for parts and sections, whose large blocks come from and go back to the pool. */
+static cd_message *new_large_message(cd_receiver *r, const arrival *a, size_t size, int codec_id)
+{
+    cd_message *m;
+
+    if (size < POOLED_MESSAGE_SIZE)
+        return new_message(a->tag, a->sender, size, codec_id);
+    if (r->pool == NULL) {
+        r->pool = (cd_pool *)calloc(1, sizeof *r->pool);
+        if (r->pool == NULL)
+            return NULL;
+        InitializeSRWLock(&r->pool->lock);
+        r->pool->references = 1;  /* the receiver's own */
+    }
+    m = pool_take(r->pool, size);
+    if (m == NULL) {
+        m = (cd_message *)malloc(sizeof *m + size);
+        if (m == NULL)
+            return NULL;
+        m->capacity = size;
+    }
+    m->next = NULL;
+    m->tag = a->tag;
+    m->sender = a->sender;
+    m->size = size;
+    m->data = (const char *)(m + 1);
+    m->codec_id = codec_id;
+    m->taken = m->replied = 0;
+    m->result = 0;
+    m->pool = r->pool;
+    InterlockedIncrement(&r->pool->references);
     return m;
 }
 
@@ -297,7 +425,7 @@ static void drop_transfer(cd_receiver *r, cd_transfer **link)
     cd_transfer *t = *link;
 
     unlink_transfer(r, link, 1);
-    free(t->message);
+    release_message(t->message);
     free(t);
 }
 
@@ -338,7 +466,7 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
         if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes)
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         t = (cd_transfer *)calloc(1, sizeof *t);
-        if (t == NULL || (t->message = new_message(a->tag, a->sender, (size_t)part->total, part->codec_id)) == NULL) {
+        if (t == NULL || (t->message = new_large_message(r, a, (size_t)part->total, part->codec_id)) == NULL) {
             free(t);
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
@@ -377,23 +505,64 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
     return TRUE;
 }
 
+static void unmap_section(mapped_section *s)
+{
+    cd_section_unmap(s->view);
+    memset(s, 0, sizeof *s);
+}
+
+/* Sections nobody sent from for a while: their senders may have ended or moved on. */
+static void unmap_idle_sections(cd_receiver *r, ULONGLONG now, ULONGLONG idle_ms)
+{
+    size_t i;
+    for (i = 0; i < MAPPED_SECTIONS; i++)
+        if (r->mapped[i].view && now - r->mapped[i].used_ms >= idle_ms)
+            unmap_section(&r->mapped[i]);
+}
+
+/* The named section, mapped (if its owner is this receiver's user), or NULL. */
+static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLONG now)
+{
+    mapped_section *slot = &r->mapped[0];
+    size_t i;
+
+    for (i = 0; i < MAPPED_SECTIONS; i++) {
+        if (r->mapped[i].view && wcscmp((const wchar_t *)r->mapped[i].name, (const wchar_t *)name) == 0) {
+            r->mapped[i].used_ms = now;
+            return &r->mapped[i];
+        }
+        if (slot->view && (r->mapped[i].view == NULL || r->mapped[i].used_ms < slot->used_ms))
+            slot = &r->mapped[i];
+    }
+    unmap_section(slot);
+    if (cd_section_map(name, r->user_sid, &slot->view, &slot->size) != CD_OK) {
+        slot->view = NULL;
+        return NULL;
+    }
+    memcpy(slot->name, name, sizeof slot->name);
+    slot->used_ms = now;
+    return slot;
+}
+
 /* A message in a section of the sender's (already checked by cd_section_check): copied out
  * whole before the sender is answered, so it may reuse the section at once. */
 static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
+    mapped_section *section;
     cd_message *m;
 
     if (descriptor->length > r->config.max_transfer_size)
         return refuse(r, CD_REASON_TOO_LARGE, a);
+    section = map_section(r, descriptor->name, GetTickCount64());
+    if (section == NULL || descriptor->offset > section->size
+        || descriptor->length > section->size - descriptor->offset)
+        return refuse(r, CD_REASON_SECTION, a);
     if (!make_room(r, 1, (size_t)descriptor->length, a))
         return FALSE;
-    m = new_message(a->tag, a->sender, (size_t)descriptor->length, descriptor->codec_id);
+    m = new_large_message(r, a, (size_t)descriptor->length, descriptor->codec_id);
     if (m == NULL)
         return refuse(r, CD_REASON_QUEUE_FULL, a);
-    if (cd_section_copy(descriptor, r->user_sid, (void *)m->data) != CD_OK) {
-        free(m);
-        return refuse(r, CD_REASON_SECTION, a);
-    }
+    memcpy((void *)m->data, section->view + descriptor->offset, (size_t)descriptor->length);
     append_all(r, m);
     return TRUE;
 }
@@ -520,8 +689,12 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
         return 0;
     case WM_TIMER:
         /* Anyone may post WM_TIMER; all it can cause is an early sweep. */
-        if (r && wparam == PART_SWEEP_TIMER)
+        if (r && wparam == PART_SWEEP_TIMER) {
             drop_stale_transfers(r, GetTickCount64());
+            unmap_idle_sections(r, GetTickCount64(), MAPPED_SECTION_IDLE_MS);
+            if (r->pool)
+                pool_trim(r->pool, GetTickCount64(), POOL_IDLE_MS);
+        }
         return 0;
     case WM_DESTROY:
         PostQuitMessage(0);
@@ -711,9 +884,16 @@ void cd_messages_free(cd_message *first)
 {
     while (first) {
         cd_message *next = first->next;
-        free(first);
+        release_message(first);
         first = next;
     }
+}
+
+void cd_message_release(const char *data)
+{
+    /* new_message puts the data right behind the message's own fields. */
+    if (data != NULL)
+        release_message((cd_message *)data - 1);
 }
 
 void cd_receiver_reply(cd_receiver *r, cd_message *message, intptr_t result)
@@ -829,6 +1009,13 @@ void cd_receiver_close(cd_receiver *r)
     /* The pump thread has ended: incomplete split messages can never complete now. */
     while (r->transfers)
         drop_transfer(r, &r->transfers);
+    unmap_idle_sections(r, GetTickCount64(), 0);
+    if (r->pool) {
+        AcquireSRWLockExclusive(&r->pool->lock);
+        r->pool->closed = 1;
+        ReleaseSRWLockExclusive(&r->pool->lock);
+        pool_trim(r->pool, GetTickCount64(), 0);
+    }
 
     AcquireSRWLockExclusive(&r->lock);
     r->closed = 1;
@@ -865,5 +1052,7 @@ void cd_receiver_free(cd_receiver *r)
     cd_free_sid(r->user_sid);
     cd_mac_close(r->mac);
     cd_replay_release(&r->replay);
+    if (r->pool)
+        pool_release(r->pool);
     free(r);
 }

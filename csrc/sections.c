@@ -138,17 +138,17 @@ void cd_section_close(cd_section *section)
     free(section);
 }
 
-int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_sid, void *destination)
+int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size)
 {
     HANDLE mapping;
     PSID owner = NULL;
     PSECURITY_DESCRIPTOR security = NULL;
-    SYSTEM_INFO system;
-    uint64_t start, skip;
-    unsigned char *view;
+    MEMORY_BASIC_INFORMATION region;
     int owned;
 
-    mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, (const wchar_t *)descriptor->name);
+    *view = NULL;
+    *size = 0;
+    mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, (const wchar_t *)name);
     if (mapping == NULL)
         return CD_NOT_FOUND;
     owned = GetSecurityInfo(mapping, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,
@@ -160,20 +160,23 @@ int cd_section_copy(const cd_section_descriptor *descriptor, const void *owner_s
         CloseHandle(mapping);
         return CD_INVALID;
     }
-    /* Views start on the allocation granularity; map from there and skip the difference. */
-    GetSystemInfo(&system);
-    start = descriptor->offset - descriptor->offset % system.dwAllocationGranularity;
-    skip = descriptor->offset - start;
-    if (descriptor->length > (uint64_t)SIZE_MAX - skip) {
-        CloseHandle(mapping);
+    /* The whole section: the view keeps it alive, so the handle can go. */
+    *view = (const unsigned char *)MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0);
+    CloseHandle(mapping);
+    if (*view == NULL)
+        return CD_INVALID;
+    /* What may be read: the pages mapped, which cover the section (rounded up to a page). */
+    if (VirtualQuery(*view, &region, sizeof region) != sizeof region) {
+        UnmapViewOfFile(*view);
+        *view = NULL;
         return CD_INVALID;
     }
-    view = (unsigned char *)MapViewOfFile(mapping, FILE_MAP_READ, (DWORD)(start >> 32), (DWORD)start,
-                                          (SIZE_T)(skip + descriptor->length));
-    CloseHandle(mapping);
-    if (view == NULL)
-        return CD_INVALID; /* the range lies past the end of the section */
-    memcpy(destination, view + skip, (size_t)descriptor->length);
-    UnmapViewOfFile(view);
+    *size = (uint64_t)region.RegionSize;
     return CD_OK;
+}
+
+void cd_section_unmap(const unsigned char *view)
+{
+    if (view != NULL)
+        UnmapViewOfFile(view);
 }
