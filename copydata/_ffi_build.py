@@ -132,6 +132,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
 uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
 int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first);
 void cd_messages_free(cd_message *first);
+void cd_message_release(const char *data);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
 int cd_receiver_take_refusals(cd_receiver *receiver, cd_refusal *refusals, size_t capacity, uint32_t timeout_ms,

@@ -180,6 +180,11 @@ class Receiver:
 
     ``on_error`` is called with a :class:`Refusal` for every message refused or dropped (the
     reasons :attr:`stats` counts), one at a time on a thread of its own, in order.
+
+    ``copy=False`` hands over the receiver's own buffer instead of copying it into ``bytes``:
+    ``data`` of a bytes-codec message is then a read-only ``memoryview`` (the copy a large
+    message would cost is saved), valid for as long as you hold it or a slice of it, even
+    after close. Other codecs decode as usual. Sync mode always copies.
     """
 
     def __init__(
@@ -202,6 +207,7 @@ class Receiver:
         reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
         key: bytes | None = None,
         on_error: Callable[[Refusal], object] | None = None,
+        copy: bool = True,
     ) -> None:
         if name is not None:
             _checks.receiver_name(name)
@@ -237,6 +243,7 @@ class Receiver:
         self._codec_name = _codecs.name_of(self._codec)
         self._plain_bytes = isinstance(self._codec, _codecs.BytesCodec)
         self._raw = bool(raw)
+        self._copy = bool(copy) or self._sync
         self._allow_pickle = bool(allow_pickle)
         self._batch_size = batch_size
         self._reply_timeout = reply_timeout
@@ -350,6 +357,10 @@ class Receiver:
         """
         if codec_id == _BYTES_CODEC_ID:  # most records of a batch frame: nothing to decode
             return _envelope.MESSAGE, Message(tag, payload, sender)
+        if type(payload) is not bytes:  # copy=False: the receiver's buffer, as a memoryview
+            if codec_id == lib.CD_NO_CODEC and self._plain_bytes and (self._raw or payload[:4] != _envelope.MAGIC):
+                return _envelope.MESSAGE, Message(tag, payload, sender)
+            payload = bytes(payload)  # to be decoded: a copy is made anyway
         if codec_id != lib.CD_NO_CODEC:
             return self._open_envelope(tag, sender, _envelope.Envelope(codec_id, _envelope.MESSAGE, 0, payload))
         if not self._raw and payload.startswith(_envelope.MAGIC):
@@ -505,7 +516,7 @@ class Receiver:
             status = lib.cd_receiver_take(self._handle, max_count, wait_ms, first)
             if status == lib.CD_OK:
                 self._log_pump_errors()
-                for tag, payload, sender, codec_id in self._unpack(first[0]):
+                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy):
                     decoded = self._decode_safely(tag, payload, sender, codec_id)
                     if decoded is None:
                         continue
@@ -540,14 +551,24 @@ class Receiver:
                 return
 
     @staticmethod
-    def _unpack(first: Any) -> list[tuple[int, bytes, int, int]]:
+    def _unpack(first: Any, copy: bool) -> list[tuple[int, Any, int, int]]:
+        """The messages of a list taken from C, as (tag, payload, sender, codec id); frees the
+        list, or, without copy, hands each message's buffer to its payload, which frees it."""
         payloads = []
         message = first
+        if copy:
+            while message != ffi.NULL:
+                payloads.append((message.tag, ffi.unpack(message.data, message.size), message.sender,
+                                 message.codec_id))
+                message = message.next
+            lib.cd_messages_free(first)
+            return payloads
         while message != ffi.NULL:
-            payloads.append((message.tag, ffi.unpack(message.data, message.size), message.sender,
+            following, size = message.next, message.size
+            owner = ffi.gc(ffi.cast("char *", message.data), lib.cd_message_release, size)
+            payloads.append((message.tag, memoryview(ffi.buffer(owner, size)).toreadonly(), message.sender,
                              message.codec_id))
-            message = message.next
-        lib.cd_messages_free(first)
+            message = following
         return payloads
 
     # --- asyncio ------------------------------------------------------------------------
@@ -601,7 +622,7 @@ class Receiver:
             if self._sync:
                 self._answer(first[0])
             else:
-                for tag, payload, sender, codec_id in self._unpack(first[0]):
+                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy):
                     self._process(tag, payload, sender, codec_id)
             self._log_pump_errors()
             if self._close_requested:

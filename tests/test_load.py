@@ -107,3 +107,16 @@ def test_10000_receivers_and_a_million_messages_leave_handles_threads_and_memory
     assert after[1:3] == before[1:3], (before, after)
     assert after[0] - before[0] < 10, (before, after)          # handles: none per receiver
     assert after[3] - before[3] < 16 << 20, (before, after)   # private memory: flat, give or take the allocator
+
+
+def test_buffers_handed_over_with_copy_false_are_freed_with_their_views():
+    chunk = bytes(1 << 20)
+    with copydata.Receiver(copy=False) as receiver:
+        before = private_bytes()
+        for round_number in range(300):
+            copydata.send(receiver, chunk, tag=round_number)
+            view = receiver.recv(timeout=10).data
+            assert len(view) == len(chunk) and isinstance(view, memoryview)
+            del view
+        grown = private_bytes() - before
+    assert grown < 64 << 20, f"300 MiB passed through, and {grown} bytes stayed"

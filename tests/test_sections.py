@@ -97,6 +97,26 @@ def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
         assert receiver.stats.refused_messages == 0
 
 
+def test_large_blocks_are_reused_while_messages_stream_then_freed_when_idle(start_peer):
+    from test_load import private_bytes
+
+    specs = [(n, (8 << 20) + n, n) for n in range(12)]
+    with copydata.Receiver(copy=False) as receiver:
+        before = private_bytes()
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        highest = 0
+        for tag, size, seed in specs:
+            message = receiver.recv(timeout=60)
+            assert (message.tag, message.data) == (tag, payload(size, seed))
+            highest = max(highest, private_bytes() - before)
+            del message
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        # 96 MiB went through; the queue, the message held and the spare blocks hold far less.
+        assert highest < 64 << 20, highest
+        time.sleep(2.5)  # spare blocks unused for a second are freed by the next sweep
+        assert private_bytes() - before < 4 << 20
+
+
 def test_sections_keep_the_codec_and_parts_remain_for_shm_threshold_none():
     with copydata.Receiver() as receiver:
         with copydata.Sender(receiver, codec="text", shm_threshold=1000) as sender:

@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
+
 import copydata
+from copydata import _envelope
 from peer import payload
 
 # (tag, size, seed): 0 B, 1 B, 64 B, 64 KiB and 1 MiB, with tags that 32-bit peers see whole
@@ -90,3 +92,24 @@ def test_burst_of_10000_from_another_process_arrives_exactly_once_in_order(start
             receiver.recv(timeout=0.2)
         assert receiver.stats.received_messages == count
         assert receiver.stats.refused_messages == 0
+
+
+def test_copy_false_hands_over_the_receivers_buffer_as_a_read_only_view(start_peer):
+    with copydata.Receiver(copy=False, codec="bytes") as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), "1:100:1", "2:3000000:2", "3:0:3")
+        assert peer.read(timeout=60) == {"sent": 3}
+        copydata.send(receiver, _envelope.wrap(b'{"a": 1}', 3), tag=4)  # json: decoded as usual
+        copydata.send(receiver, b"plain", tag=5)
+        messages = receiver.recv_many(10, timeout=10)
+        while len(messages) < 5:
+            messages += receiver.recv_many(10, timeout=10)
+    views = [m.data for m in messages[:3]] + [messages[4].data]
+    assert all(isinstance(view, memoryview) and view.readonly for view in views)
+    # Still valid after close: each view owns its buffer.
+    assert [bytes(view) for view in views] == [payload(100, 1), payload(3_000_000, 2), b"", b"plain"]
+    assert messages[3].data == {"a": 1}
+    with pytest.raises(TypeError):
+        views[0][0] = 1  # type: ignore[index]
+    middle = views[1][1000:2000]
+    del views, messages
+    assert bytes(middle) == payload(3_000_000, 2)[1000:2000]  # a slice keeps the buffer alive

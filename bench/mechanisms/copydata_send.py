@@ -10,12 +10,13 @@ import copydata
 from payload import CHUNK_SIZE, chunks
 
 LABEL = "copydata.send"
-NOTE = "copydata.send per message to a queue-mode Receiver read with recv_many; payloads above 1 MiB in 1 MiB chunks"
+NOTE = ("copydata.send per message to a queue-mode Receiver(copy=False) read with recv_many (each payload "
+        "handed over as a memoryview of the receiver's buffer); payloads above 1 MiB in 1 MiB chunks")
 SEND_TIMEOUT = 30.0
 
 
 def serve(inbox) -> None:
-    with copydata.Receiver() as receiver:
+    with copydata.Receiver(copy=False) as receiver:
         inbox.ready(str(receiver.hwnd))
         while not inbox.finished:
             try:
