@@ -19,7 +19,7 @@ from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, encode_body, resol
 DEFAULT_MAX_BATCH_BYTES = 1 << 20
 DEFAULT_LINGER = 0.005
 DEFAULT_CHUNK_SIZE = 1 << 20
-DEFAULT_SHM_THRESHOLD = 1 << 20
+DEFAULT_SHM_THRESHOLD = 512 << 10
 SECTION_PREFIX = "Local\\copydata.v1.shm."
 # What follows the envelope header in a part frame (see csrc/copydata.h; the transfer id is in
 # the header's request-id field): the message's total size and this part's offset.
@@ -29,7 +29,7 @@ _PART_FIELDS = struct.Struct("<QQ")
 _SECTION_FIELDS = struct.Struct("<QQI")
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
-_MAX_BACKOFF = 0.05
+_MAX_BACKOFF = 0.01
 _MAX_TAG = (1 << 64) - 1
 
 
