@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import copydata
+from test_load import private_bytes
 
 ATTACKS = 100_000
 VALID = 20_000
@@ -28,6 +29,7 @@ def test_malformed_frames_never_pass_and_valid_messages_all_arrive_in_order(tmp_
         "        sender.send(struct.pack('<I', zlib.crc32(body)) + body, tag=n)\n")
     attacker = Path(__file__).with_name("attacker.py")
     with copydata.Receiver(part_timeout=1.0) as receiver:
+        baseline = private_bytes()
         started = time.monotonic()
         attack = subprocess.Popen([sys.executable, str(attacker), str(receiver.hwnd), str(ATTACKS), "7"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -58,6 +60,9 @@ def test_malformed_frames_never_pass_and_valid_messages_all_arrive_in_order(tmp_
         assert (stats.dropped_incomplete, stats.assembling_messages, stats.assembling_bytes) == (
             report["accepted"], 0, 0)
         assert stats.queued_messages == 0
+        del delivered
+        grown = private_bytes() - baseline
+        assert grown < 8 << 20, f"{grown} bytes more than before the attack"
         print(f"{ATTACKS} attacks ({report['accepted']} abandoned first parts) and {VALID} valid messages "
               f"in {time.monotonic() - started:.1f} s")
 
