@@ -772,6 +772,14 @@ static DWORD WINAPI pump_thread(LPVOID parameter)
     return 0;
 }
 
+/* A receiver whose open failed: it never had a window, a queue or a pool. */
+static void free_unopened(cd_receiver *r)
+{
+    cd_free_sid(r->user_sid);  /* NULL-safe */
+    cd_mac_close(r->mac);
+    free(r);
+}
+
 int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error)
 {
     cd_receiver *r;
@@ -791,14 +799,13 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     r->config.key_size = 0;
     if (config->key != NULL && (status = cd_mac_open(config->key, config->key_size, &r->mac)) != CD_OK) {
         *win32_error = GetLastError();
-        free(r);
+        free_unopened(r);
         return status;
     }
     r->user_sid = cd_current_user_sid();
     if (r->user_sid == NULL) {
         *win32_error = GetLastError();
-        cd_mac_close(r->mac);
-        free(r);
+        free_unopened(r);
         return CD_WIN32_ERROR;
     }
     InitializeSRWLock(&r->lock);
@@ -807,9 +814,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     r->thread = CreateThread(NULL, 0, pump_thread, r, 0, &r->thread_id);
     if (r->thread == NULL) {
         *win32_error = GetLastError();
-        cd_free_sid(r->user_sid);
-        cd_mac_close(r->mac);
-        free(r);
+        free_unopened(r);
         return CD_WIN32_ERROR;
     }
     AcquireSRWLockExclusive(&r->lock);
@@ -820,9 +825,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
         WaitForSingleObject(r->thread, INFINITE);
         CloseHandle(r->thread);
         *win32_error = r->open_error;
-        cd_free_sid(r->user_sid);
-        cd_mac_close(r->mac);
-        free(r);
+        free_unopened(r);
         return CD_WIN32_ERROR;
     }
     *receiver = r;
@@ -834,11 +837,37 @@ uint64_t cd_receiver_hwnd(const cd_receiver *receiver)
     return (uint64_t)(uintptr_t)receiver->hwnd;
 }
 
+/* With the lock held: waits up to timeout_ms (from start) until ready(r). CD_OK once it is,
+ * CD_CLOSED if *ended is set first, else CD_TIMEOUT; the lock is held again either way. */
+static int wait_until(cd_receiver *r, int (*ready)(const cd_receiver *), const int *ended, ULONGLONG start,
+                      uint32_t timeout_ms)
+{
+    while (!ready(r)) {
+        DWORD wait = CD_WAIT_FOREVER;
+        if (*ended)
+            return CD_CLOSED;
+        if (timeout_ms != CD_WAIT_FOREVER) {
+            ULONGLONG elapsed = GetTickCount64() - start;
+            if (elapsed >= timeout_ms)
+                return CD_TIMEOUT;
+            wait = (DWORD)(timeout_ms - elapsed);
+        }
+        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
+    }
+    return CD_OK;
+}
+
+static int messages_waiting(const cd_receiver *r)
+{
+    return r->head != NULL;
+}
+
 int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_message **first)
 {
     ULONGLONG start = GetTickCount64();
     cd_message *last;
     size_t count;
+    int status;
 
     *first = NULL;
     if (max_count == 0)
@@ -846,21 +875,10 @@ int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_m
     if (r->config.sync)
         max_count = 1;
     AcquireSRWLockExclusive(&r->lock);
-    while (r->head == NULL) {
-        DWORD wait = CD_WAIT_FOREVER;
-        if (r->closed) {
-            ReleaseSRWLockExclusive(&r->lock);
-            return CD_CLOSED;
-        }
-        if (timeout_ms != CD_WAIT_FOREVER) {
-            ULONGLONG elapsed = GetTickCount64() - start;
-            if (elapsed >= timeout_ms) {
-                ReleaseSRWLockExclusive(&r->lock);
-                return CD_TIMEOUT;
-            }
-            wait = (DWORD)(timeout_ms - elapsed);
-        }
-        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
+    status = wait_until(r, messages_waiting, &r->closed, start, timeout_ms);
+    if (status != CD_OK) {
+        ReleaseSRWLockExclusive(&r->lock);
+        return status;
     }
     last = r->head;
     last->taken = 1;
@@ -927,9 +945,11 @@ static size_t take_merged(cd_receiver *r, cd_refusal *refusals, size_t capacity)
     return taken;
 }
 
-static int merged_waiting(const cd_receiver *r)
+static int refusals_waiting(const cd_receiver *r)
 {
     int reason;
+    if (r->refusal_count)
+        return 1;
     for (reason = 1; reason < CD_REASON_COUNT; reason++)
         if (r->merged[reason].count)
             return 1;
@@ -941,26 +961,16 @@ int cd_receiver_take_refusals(cd_receiver *r, cd_refusal *refusals, size_t capac
 {
     ULONGLONG start = GetTickCount64();
     size_t taken = 0;
+    int status;
 
     *count = 0;
     if (capacity == 0)
         return CD_INVALID;
     AcquireSRWLockExclusive(&r->lock);
-    while (r->refusal_count == 0 && !merged_waiting(r)) {
-        DWORD wait = CD_WAIT_FOREVER;
-        if (r->reports_ended) {
-            ReleaseSRWLockExclusive(&r->lock);
-            return CD_CLOSED;
-        }
-        if (timeout_ms != CD_WAIT_FOREVER) {
-            ULONGLONG elapsed = GetTickCount64() - start;
-            if (elapsed >= timeout_ms) {
-                ReleaseSRWLockExclusive(&r->lock);
-                return CD_TIMEOUT;
-            }
-            wait = (DWORD)(timeout_ms - elapsed);
-        }
-        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
+    status = wait_until(r, refusals_waiting, &r->reports_ended, start, timeout_ms);
+    if (status != CD_OK) {
+        ReleaseSRWLockExclusive(&r->lock);
+        return status;
     }
     while (taken < capacity && r->refusal_count) {
         refusals[taken++] = r->refusals[r->refusal_first];
