@@ -93,7 +93,7 @@ def markdown(run: Run) -> str:
         f"Measured under **{where}**, Python {env['python']}, copydata {env['copydata']}, {env['cpus']} CPUs, "
         f"{env['date']}.",
         "Each row: a sender process and a receiver process (memcpy: one process), every payload checked "
-        "on arrival (length, sequence, CRC-32).",
+        "on arrival (length, sequence, and every byte compared with the bytes expected).",
         "" if not env["wine"] else
         "Under Wine every cross-process message goes through wineserver: absolute figures say little about "
         "Windows; compare the **× C floor** ratios (MB/s against the plain C WM_COPYDATA sender and receiver "

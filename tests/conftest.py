@@ -124,23 +124,28 @@ def start_peer() -> Iterator:
         peer.kill()
 
 
+def _built_program(variable: str, source: str, name: str) -> str:
+    """The path of SOURCE/NAME.c built for Windows, in the folder that $VARIABLE names; without
+    it (a Windows machine with no mingw-w64) the test is skipped, never counted as passed."""
+    folder = os.environ.get(variable)
+    program = Path(folder or "", f"{name}.exe")
+    if not folder or not program.exists():
+        pytest.skip(f"{name}.exe is not built: tools/winenv.py builds {source} with mingw-w64")
+    return str(program)
+
+
 @pytest.fixture
 def test_program() -> Iterator:
-    """test_program(name) -> the path of tests/native/NAME.c built for Windows.
+    """test_program(name) -> the path of tests/native/NAME.c built for Windows (tools/winenv.py
+    builds them and names their folder in COPYDATA_TEST_PROGRAMS)."""
+    yield lambda name: _built_program("COPYDATA_TEST_PROGRAMS", "tests/native/", name)
 
-    tools/winenv.py builds them with mingw-w64 and names their folder in
-    COPYDATA_TEST_PROGRAMS; without it (a Windows machine with no mingw-w64) the test is
-    skipped, never counted as passed.
-    """
-    folder = os.environ.get("COPYDATA_TEST_PROGRAMS")
 
-    def path(name: str) -> str:
-        program = Path(folder or "", f"{name}.exe")
-        if not folder or not program.exists():
-            pytest.skip(f"{name}.exe is not built: tools/winenv.py builds tests/native/ with mingw-w64")
-        return str(program)
-
-    yield path
+@pytest.fixture
+def bench_program() -> Iterator:
+    """bench_program(name) -> the path of bench/native/NAME.c built for Windows (folder:
+    COPYDATA_BENCH_NATIVE, which bench/run.py reads too)."""
+    yield lambda name: _built_program("COPYDATA_BENCH_NATIVE", "bench/native/", name)
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
  * comparable with Python's time.perf_counter() in other processes, and JSON lines.
  *
  * The payload of message `sequence` is `size` bytes: the sequence number (8 bytes, little
- * endian), then a pseudo-random body that depends only on `size`, so a receiver can check
- * every byte with one CRC-32 compared against a value it computes once. */
+ * endian), then a body that depends only on `size`: a pseudo-random pattern of PERIOD bytes,
+ * repeated (as bench/payload.py builds it; the pattern's bytes differ, but no Python peer
+ * talks to a native one). A receiver compares every byte with the bytes expected. */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
 
@@ -19,87 +20,74 @@
  * chunks of this size (the Python mechanisms use the same bound). */
 #define CHUNK_SIZE (1u << 20)
 
-static uint32_t crc_table[8][256];
-
-static inline void crc32_init(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[0][n] = c;
-    }
-    for (uint32_t n = 0; n < 256; n++)
-        for (int t = 1; t < 8; t++)
-            crc_table[t][n] = (crc_table[t - 1][n] >> 8) ^ crc_table[0][crc_table[t - 1][n] & 0xFF];
-}
-
-/* zlib-compatible CRC-32 (slicing by 8, so that the check costs about what zlib.crc32 costs
- * the Python receivers). Continue a running CRC by passing the previous result. */
-static inline uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t size)
-{
-    crc = ~crc;
-    while (size >= 8) {
-        uint32_t low, high;
-        memcpy(&low, data, 4);
-        memcpy(&high, data + 4, 4);
-        low ^= crc;
-        crc = crc_table[7][low & 0xFF] ^ crc_table[6][(low >> 8) & 0xFF] ^
-              crc_table[5][(low >> 16) & 0xFF] ^ crc_table[4][low >> 24] ^
-              crc_table[3][high & 0xFF] ^ crc_table[2][(high >> 8) & 0xFF] ^
-              crc_table[1][(high >> 16) & 0xFF] ^ crc_table[0][high >> 24];
-        data += 8;
-        size -= 8;
-    }
-    while (size--)
-        crc = crc_table[0][(crc ^ *data++) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
+/* Not a multiple of any chunk size, so that a chunk lost, repeated or moved changes the bytes
+ * compared; a receiver holds at most 2 * PERIOD expected bytes. */
+#define PERIOD ((1u << 20) + 64)
 
 /* The pattern: an xorshift64 stream seeded by the payload size, 8 bytes per step. */
-static inline uint64_t pattern_seed(size_t size)
+static inline void fill_pattern(size_t seed, uint8_t *target, size_t size)
 {
-    return 0x9E3779B97F4A7C15ull ^ size;
-}
-
-/* The next `size` bytes of the pattern (`size` a multiple of 8, except for the last piece). */
-static inline void fill_pattern(uint64_t *state, uint8_t *target, size_t size)
-{
+    uint64_t state = 0x9E3779B97F4A7C15ull ^ seed;
     for (size_t i = 0; i < size; i += 8) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        memcpy(target + i, state, size - i < 8 ? size - i : 8);
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        memcpy(target + i, &state, size - i < 8 ? size - i : 8);
     }
 }
 
-/* A payload buffer of `size` bytes: header zeroed, body filled with the pattern. */
+/* `length` bytes of the body of a `size`-byte payload: the pattern, repeated. */
+static inline void fill_body(size_t size, uint8_t *body, size_t length)
+{
+    size_t period = length < PERIOD ? length : PERIOD;
+    fill_pattern(size, body, period);
+    for (size_t offset = period; offset < length; offset += PERIOD)
+        memcpy(body + offset, body, length - offset < PERIOD ? length - offset : PERIOD);
+}
+
+/* A payload buffer of `size` bytes: header zeroed, then the body. */
 static inline uint8_t *make_payload(size_t size)
 {
-    uint8_t *payload = malloc(size);
+    uint8_t *payload = size < HEADER_SIZE ? NULL : malloc(size);
     if (!payload)
         return NULL;
-    uint64_t state = pattern_seed(size);
-    fill_pattern(&state, payload, size);
-    memset(payload, 0, size < HEADER_SIZE ? size : HEADER_SIZE);
+    memset(payload, 0, HEADER_SIZE);
+    fill_body(size, payload + HEADER_SIZE, size - HEADER_SIZE);
     return payload;
 }
 
-/* The CRC-32 of the body (all but the header) of a `size`-byte payload, computed a piece at a
- * time so that a receiver does not hold a second copy of a large payload. */
-static inline uint32_t expected_body_crc32(size_t size)
+/* What a receiver compares with: the body's first min(body, 2 * PERIOD) bytes. A piece of at
+ * most PERIOD bytes at body offset b equals the piece at b % PERIOD in there. */
+struct expected_body {
+    uint8_t *bytes;
+    size_t length;
+};
+
+static inline int make_expected_body(size_t size, struct expected_body *expected)
 {
-    static uint8_t piece[1 << 16];
-    uint64_t state = pattern_seed(size);
-    uint32_t crc = 0;
-    for (size_t offset = 0; offset < size; offset += sizeof piece) {
-        size_t n = size - offset < sizeof piece ? size - offset : sizeof piece;
-        fill_pattern(&state, piece, n);
-        size_t skip = offset < HEADER_SIZE ? HEADER_SIZE - offset : 0;
-        if (skip < n)
-            crc = crc32_update(crc, piece + skip, n - skip);
+    size_t body = size - HEADER_SIZE;
+    expected->length = body < 2 * (size_t)PERIOD ? body : 2 * (size_t)PERIOD;
+    expected->bytes = malloc(expected->length ? expected->length : 1);
+    if (!expected->bytes)
+        return 0;
+    fill_body(size, expected->bytes, expected->length);
+    return 1;
+}
+
+/* Whether `size` bytes at body offset `offset` are the ones expected. */
+static inline int body_matches(const struct expected_body *expected, size_t offset,
+                               const uint8_t *data, size_t size)
+{
+    while (size) {
+        size_t piece = size < PERIOD ? size : PERIOD;
+        size_t phase = offset % PERIOD;
+        if (phase + piece > expected->length || memcmp(expected->bytes + phase, data, piece))
+            return 0;
+        data += piece;
+        offset += piece;
+        size -= piece;
     }
-    return crc;
+    return 1;
 }
 
 static inline void stamp_sequence(uint8_t *payload, uint64_t sequence)
