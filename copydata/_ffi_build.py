@@ -58,7 +58,7 @@ enum cd_registry_kind { CD_REGISTRY_NAME, CD_REGISTRY_CHANNEL };
 
 enum cd_reason {
     CD_REASON_TOO_LARGE = 1, CD_REASON_QUEUE_FULL, CD_REASON_MALFORMED, CD_REASON_CLOSING,
-    CD_REASON_BATCH_IN_SYNC_MODE, CD_REASON_SECTION, CD_REASON_UNAUTHENTICATED, CD_REASON_REPLAYED,
+    CD_REASON_PARTS_IN_SYNC_MODE, CD_REASON_SECTION, CD_REASON_UNAUTHENTICATED, CD_REASON_REPLAYED,
     CD_REASON_INCOMPLETE, CD_REASON_PICKLE, CD_REASON_UNDECODABLE, CD_REASON_COUNT
 };
 
@@ -77,6 +77,7 @@ typedef struct cd_message {
     size_t size;
     const char *data;
     int codec_id;
+    void *section;
     ...;
 } cd_message;
 
@@ -89,7 +90,7 @@ typedef struct cd_stats {
     uint64_t refused_queue_full;
     uint64_t refused_malformed;
     uint64_t refused_closing;
-    uint64_t refused_batch_in_sync_mode;
+    uint64_t refused_parts_in_sync_mode;
     uint64_t refused_section;
     uint64_t refused_unauthenticated;
     uint64_t refused_replayed;
@@ -134,6 +135,8 @@ int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_m
 void cd_messages_free(cd_message *first);
 void cd_message_release(const char *data);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
+const void *cd_receiver_keep_section(cd_receiver *receiver, cd_message *message);
+void cd_kept_section_release(const void *view);
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
 int cd_receiver_take_refusals(cd_receiver *receiver, cd_refusal *refusals, size_t capacity, uint32_t timeout_ms,
                               size_t *count);

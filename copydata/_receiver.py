@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import threading
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple, Optional
@@ -73,7 +74,7 @@ _REASONS = {
     lib.CD_REASON_QUEUE_FULL: "queue_full",
     lib.CD_REASON_MALFORMED: "malformed",
     lib.CD_REASON_CLOSING: "closing",
-    lib.CD_REASON_BATCH_IN_SYNC_MODE: "batch_in_sync_mode",
+    lib.CD_REASON_PARTS_IN_SYNC_MODE: "parts_in_sync_mode",
     lib.CD_REASON_SECTION: "section",
     lib.CD_REASON_UNAUTHENTICATED: "unauthenticated",
     lib.CD_REASON_REPLAYED: "replayed",
@@ -107,8 +108,9 @@ class ReceiverStats(NamedTuple):
     """Refused: no COPYDATASTRUCT, or ``lpData`` NULL with a nonzero ``cbData``."""
     refused_closing: int
     """Refused: arrived while the receiver was closing."""
-    refused_batch_in_sync_mode: int
-    """Refused: a batch, part or section frame (from a ``Sender``) at a receiver in sync mode."""
+    refused_parts_in_sync_mode: int
+    """Refused: a part frame (from a ``Sender`` with ``shm_threshold=None``) at a receiver in sync
+    mode, which has no queue to put the parts together in."""
     refused_section: int
     """Refused: a section descriptor naming a section that is missing, not owned by this
     receiver's user, or smaller than the range it names."""
@@ -184,7 +186,12 @@ class Receiver:
     ``copy=False`` hands over the receiver's own buffer instead of copying it into ``bytes``:
     ``data`` of a bytes-codec message is then a read-only ``memoryview`` (the copy a large
     message would cost is saved), valid for as long as you hold it or a slice of it, even
-    after close. Other codecs decode as usual. Sync mode always copies.
+    after close. Other codecs decode as usual. In sync mode, ``copy=False`` hands a message
+    that came through a ``Sender``'s shared memory over as a read-only view of that memory
+    itself, with no copy at all: the view is released when ``on_message`` returns (using it
+    later raises ``ValueError``); a slice of it kept longer stays readable, but the sender
+    may have written its next message there by then, so copy what you keep. Other messages
+    are copied in sync mode.
     """
 
     def __init__(
@@ -243,7 +250,7 @@ class Receiver:
         self._codec_name = _codecs.name_of(self._codec)
         self._plain_bytes = isinstance(self._codec, _codecs.BytesCodec)
         self._raw = bool(raw)
-        self._copy = bool(copy) or self._sync
+        self._copy = bool(copy)
         self._allow_pickle = bool(allow_pickle)
         self._batch_size = batch_size
         self._reply_timeout = reply_timeout
@@ -348,7 +355,7 @@ class Receiver:
 
     # --- decoding -----------------------------------------------------------------------
 
-    def _decode(self, tag: int, payload: bytes, sender: int,
+    def _decode(self, tag: int, payload: bytes | memoryview, sender: int,
                 codec_id: int = lib.CD_NO_CODEC) -> tuple[int, Message] | None:
         """The kind and the message a payload carries, or None when it must not be delivered.
 
@@ -371,7 +378,7 @@ class Receiver:
             return _envelope.MESSAGE, Message(tag, payload, sender)
         return _envelope.MESSAGE, self._decode_body(tag, payload, sender, self._codec, None)
 
-    def _decode_safely(self, tag: int, payload: bytes, sender: int, codec_id: int) -> tuple[int, Message] | None:
+    def _decode_safely(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int) -> tuple[int, Message] | None:
         """:meth:`_decode`, but a failure is counted and logged, never raised: whatever another
         process sends must not stop the dispatch thread or a recv."""
         try:
@@ -629,7 +636,7 @@ class Receiver:
                 self._close_requested = False
                 lib.cd_receiver_close(self._handle)
 
-    def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
+    def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
         """Decode one payload, deliver it, reply to a request; returns the answer for sync mode."""
         decoded = self._decode_safely(tag, payload, sender, codec_id)
         if decoded is None:
@@ -655,11 +662,42 @@ class Receiver:
     def _answer(self, native: Any) -> None:
         result = 0
         try:
-            result = self._process(native.tag, ffi.unpack(native.data, native.size), native.sender)
+            if native.section != ffi.NULL and not self._copy:
+                result = self._answer_in_place(native)
+            else:
+                result = self._process(native.tag, ffi.unpack(native.data, native.size), native.sender,
+                                       native.codec_id)
         except Exception:
             logger.exception("on_message's answer is not an LRESULT; the sender is answered 0")
         finally:
             lib.cd_receiver_reply(self._handle, native, result)
+
+    def _answer_in_place(self, native: Any) -> int:
+        """Sync mode, a message in a sender's section: on_message reads it where it is."""
+        kept: list[Any] = []
+
+        def unmap_if_kept(_: Any) -> None:
+            if kept:
+                lib.cd_kept_section_release(kept[0])
+
+        owner = ffi.gc(ffi.cast("char *", native.data), unmap_if_kept)
+        buffer = ffi.buffer(owner, native.size)
+        del owner  # the buffer holds it: it goes with the last view of the buffer
+        whole = memoryview(buffer)
+        readonly = whole.toreadonly()
+        try:
+            return self._process(native.tag, readonly, native.sender, native.codec_id)
+        finally:
+            escaped = False
+            for view in (readonly, whole):
+                try:
+                    view.release()
+                except BufferError:  # something still exports it (numpy, say)
+                    escaped = True
+            # Only this frame and getrefcount's argument hold the buffer, unless a slice of
+            # the view outlives the callback: the section must then stay mapped as long.
+            if escaped or sys.getrefcount(buffer) > 2:
+                kept.append(lib.cd_receiver_keep_section(self._handle, native))
 
     def _log_pump_errors(self) -> None:
         stats = ffi.new("cd_stats *")

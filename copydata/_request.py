@@ -63,8 +63,8 @@ class _ReplyWindow(Receiver):
             return None if sealed else payload
         return _seal.unseal(key, payload, self._hwnd, tag) if sealed else None
 
-    def _process(self, tag: int, payload: bytes, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
-        authentic = self._authentic(tag, payload)
+    def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
+        authentic = self._authentic(tag, bytes(payload))  # a reply window always copies: bytes already
         if authentic is None:
             self._count("stray_replies")
             return 0

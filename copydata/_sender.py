@@ -52,7 +52,8 @@ class Sender:
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
     :meth:`flush` block meanwhile. An error in a background (linger) send is raised by the
-    next call. Only copydata receivers understand batch frames, and not those in sync mode.
+    next call. Only copydata receivers understand these frames. One in sync mode takes a batch
+    frame's messages one at a time and a shared-memory one in place, but refuses parts.
 
     ``key`` seals every frame for a receiver created with that key (see :class:`Receiver`).
     """
@@ -251,7 +252,7 @@ class Sender:
                 return
             if deadline is not None and time.monotonic() + backoff > deadline:
                 raise Rejected(f"window {self._hwnd:#x} refused {what} for {self._timeout} s (its queue "
-                               f"stayed full, or it is in sync mode or not a copydata receiver)")
+                               f"stayed full, it takes no parts in sync mode, or it is not a copydata receiver)")
             # Keep the lock while waiting: producers block (back-pressure), and no other thread
             # can send this same frame meanwhile.
             time.sleep(backoff)

@@ -76,7 +76,7 @@ enum cd_reason {
     CD_REASON_QUEUE_FULL = 2,
     CD_REASON_MALFORMED = 3,
     CD_REASON_CLOSING = 4,
-    CD_REASON_BATCH_IN_SYNC_MODE = 5,
+    CD_REASON_PARTS_IN_SYNC_MODE = 5,
     CD_REASON_SECTION = 6,
     CD_REASON_UNAUTHENTICATED = 7, /* no seal, or a seal whose MAC does not verify with the key */
     CD_REASON_REPLAYED = 8,        /* a valid seal seen before, or too old */
@@ -110,7 +110,9 @@ typedef struct cd_message {
     int codec_id;         /* a batch record's envelope codec; CD_NO_CODEC for a whole WM_COPYDATA */
     struct cd_pool *pool; /* large messages: the pool their block goes back to */
     size_t capacity;      /* ... and the block's size */
-    /* sync mode only, guarded by the receiver's lock */
+    /* sync mode only: the mapped section the bytes are in (from a Sender), else NULL ... */
+    void *section;
+    /* ... and, guarded by the receiver's lock: */
     int taken;
     int replied;
     intptr_t result;
@@ -125,7 +127,7 @@ typedef struct cd_stats {
     uint64_t refused_queue_full;
     uint64_t refused_malformed;
     uint64_t refused_closing;
-    uint64_t refused_batch_in_sync_mode;
+    uint64_t refused_parts_in_sync_mode;
     uint64_t refused_section;     /* a descriptor naming a section that is missing, not ours, or too small */
     uint64_t refused_unauthenticated; /* keyed receiver: no seal, or a MAC that does not verify */
     uint64_t refused_replayed;    /* keyed receiver: a seal seen before, too old, or from too many sealers */
@@ -172,6 +174,13 @@ void cd_messages_free(cd_message *first);
 /* Frees one async-mode message, given its data pointer: for buffers handed to Python as they are. */
 void cd_message_release(const char *data);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
+/*
+ * Sync mode, before the reply to a message whose section is not NULL: the receiver forgets
+ * that mapping and hands it to the caller, for views of it that outlive the callback. Returns
+ * the view to pass to cd_kept_section_release once the last of them is gone.
+ */
+const void *cd_receiver_keep_section(cd_receiver *receiver, cd_message *message);
+void cd_kept_section_release(const void *view);
 
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
 

@@ -95,7 +95,7 @@ static uint64_t *reason_count(cd_receiver *r, int reason)
     case CD_REASON_QUEUE_FULL: return &r->stats.refused_queue_full;
     case CD_REASON_MALFORMED: return &r->stats.refused_malformed;
     case CD_REASON_CLOSING: return &r->stats.refused_closing;
-    case CD_REASON_BATCH_IN_SYNC_MODE: return &r->stats.refused_batch_in_sync_mode;
+    case CD_REASON_PARTS_IN_SYNC_MODE: return &r->stats.refused_parts_in_sync_mode;
     case CD_REASON_SECTION: return &r->stats.refused_section;
     case CD_REASON_UNAUTHENTICATED: return &r->stats.refused_unauthenticated;
     case CD_REASON_REPLAYED: return &r->stats.refused_replayed;
@@ -179,24 +179,28 @@ static void unlink_message(cd_receiver *r, cd_message *m)
     r->stats.queued_bytes -= m->size;
 }
 
-/* Sync mode: queue the sender's own bytes and wait until Python answers them. */
-static LRESULT hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned char *data)
+/* Sync mode: queue the sender's own bytes (or a section's) and wait until Python answers
+ * them. Returns 1 with its answer, or 0 if Python never took them (the receiver is closing). */
+static int hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned char *data, int codec_id,
+                              void *section, LRESULT *answer)
 {
     cd_message m;
-    LRESULT result = FALSE;
+    int answered;
 
+    *answer = FALSE;
     memset(&m, 0, sizeof m);
     m.tag = a->tag;
     m.sender = a->sender;
     m.size = a->size;
     m.data = data ? (const char *)data : "";
-    m.codec_id = CD_NO_CODEC;
+    m.codec_id = codec_id;
+    m.section = section;
 
     AcquireSRWLockExclusive(&r->lock);
     if (r->stopping) {
         count_refusal(r, CD_REASON_CLOSING, a);
         ReleaseSRWLockExclusive(&r->lock);
-        return FALSE;
+        return 0;
     }
     append(r, &m);
     WakeAllConditionVariable(&r->changed);
@@ -210,10 +214,11 @@ static LRESULT hand_over_and_wait(cd_receiver *r, const arrival *a, const unsign
         }
         SleepConditionVariableSRW(&r->changed, &r->lock, INFINITE, 0);
     }
-    if (m.replied)
-        result = (LRESULT)m.result;
+    answered = m.replied;
+    if (answered)
+        *answer = (LRESULT)m.result;
     ReleaseSRWLockExclusive(&r->lock);
-    return result;
+    return answered;
 }
 
 /* Whether count more messages of bytes in all may be queued now; refuses (and counts) if not.
@@ -567,6 +572,64 @@ static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section
     return TRUE;
 }
 
+/* Sync mode: a section's bytes are handed over where they are, with no copy. */
+static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
+{
+    mapped_section *section;
+    arrival inner = *a;
+    LRESULT answer;
+
+    if (descriptor->length > r->config.max_transfer_size || descriptor->length > SIZE_MAX)
+        return refuse(r, CD_REASON_TOO_LARGE, a);
+    section = map_section(r, descriptor->name, GetTickCount64());
+    if (section == NULL || descriptor->offset > section->size
+        || descriptor->length > section->size - descriptor->offset)
+        return refuse(r, CD_REASON_SECTION, a);
+    inner.size = (size_t)descriptor->length;
+    hand_over_and_wait(r, &inner, section->view + descriptor->offset, descriptor->codec_id, section, &answer);
+    return answer;
+}
+
+/* Sync mode: a batch frame's records, one after another. Once one of them was handed over the
+ * frame is answered 1, whatever the callbacks answered: a sender that saw 0 would send the
+ * whole frame again, and the records already delivered twice. */
+static LRESULT hand_over_batch(cd_receiver *r, const arrival *a, const unsigned char *frame,
+                               size_t records, int codec_id)
+{
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, index;
+    arrival record = *a;
+    LRESULT answer;
+
+    for (index = 0; index < records; index++) {
+        uint32_t length;
+        memcpy(&record.tag, frame + offset, 8);
+        memcpy(&length, frame + offset + 8, 4);
+        offset += CD_BATCH_RECORD_HEADER_SIZE;
+        record.size = length;
+        if (!hand_over_and_wait(r, &record, frame + offset, codec_id, NULL, &answer) && index == 0)
+            return FALSE;  /* closing: nothing was delivered */
+        offset += length;
+    }
+    return TRUE;
+}
+
+/* Sync mode: Python answers every message before the sender is released. A split message
+ * would have to be put together first, in a queue that sync mode does not have. */
+static LRESULT hand_over(cd_receiver *r, const arrival *a, const unsigned char *data, int kind,
+                         size_t records, int codec_id, const cd_section_descriptor *section)
+{
+    LRESULT answer;
+
+    if (kind == 2)
+        return refuse(r, CD_REASON_PARTS_IN_SYNC_MODE, a);
+    if (kind == 3)
+        return hand_over_section(r, a, section);
+    if (kind == 1)
+        return hand_over_batch(r, a, data, records, codec_id);
+    hand_over_and_wait(r, a, data, CD_NO_CODEC, NULL, &answer);
+    return answer;
+}
+
 /* A payload whose seal (if the receiver has a key) is already checked and taken off. */
 static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned char *data)
 {
@@ -589,10 +652,8 @@ static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned c
     }
     if (kind < 0)
         return refuse(r, CD_REASON_MALFORMED, a);
-    if (kind > 0 && r->config.sync)
-        return refuse(r, CD_REASON_BATCH_IN_SYNC_MODE, a);
     if (r->config.sync)
-        return hand_over_and_wait(r, a, data);
+        return hand_over(r, a, data, kind, records, codec_id, &section);
     if (kind == 3)
         return accept_section(r, a, &section);
     if (kind == 2)
@@ -922,6 +983,27 @@ void cd_receiver_reply(cd_receiver *r, cd_message *message, intptr_t result)
     WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
     /* The window procedure may return now, and message with it: do not touch it again. */
+}
+
+const void *cd_receiver_keep_section(cd_receiver *r, cd_message *message)
+{
+    mapped_section *slot = (mapped_section *)message->section;
+    const void *view;
+
+    (void)r;
+    /* The pump thread waits for this message's reply meanwhile: it cannot touch the slot. */
+    if (slot == NULL || slot->view == NULL)
+        return NULL;
+    view = slot->view;
+    memset(slot, 0, sizeof *slot);  /* forgotten, not unmapped */
+    message->section = NULL;
+    return view;
+}
+
+void cd_kept_section_release(const void *view)
+{
+    if (view != NULL)
+        cd_section_unmap((const unsigned char *)view);
 }
 
 void cd_receiver_stats(cd_receiver *r, cd_stats *stats)

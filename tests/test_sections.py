@@ -200,3 +200,79 @@ def test_an_unknown_codec_on_a_real_section_neither_passes_nor_stops_delivery(un
             assert [(m.tag, m.data) for m in delivered] == [(2, b"still delivering")]
     finally:
         ours.close()
+
+
+def test_a_sync_receiver_reads_a_senders_shared_memory_in_place(start_peer):
+    """Sync mode with copy=False: a Sender's large messages reach on_message as views of its
+    section (no copy), its small ones one at a time from their batch frame, all in order."""
+    from copydata._core import ffi
+
+    specs = [(1, 100, 1), (2, (3 << 20) + 5, 2), (3, 5000, 3), (4, 2 << 20, 4), (5, 10, 5)]
+    seen, kept = [], {}
+
+    def on_message(message):
+        seen.append((message.tag, type(message.data).__name__, hashlib.sha256(message.data).digest()))
+        if message.tag == 2:
+            kept["message"] = message               # released when on_message returns
+        if message.tag == 4:
+            kept["slice"] = message.data[1000:2000]  # keeps the section mapped
+
+    with copydata.Receiver(sync=True, copy=False, on_message=on_message) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        peer.finish()
+        assert seen == [(tag, "memoryview" if size > 1 << 20 else "bytes", hashlib.sha256(payload(size, seed)).digest())
+                        for tag, size, seed in specs]
+        with pytest.raises(ValueError, match="released"):
+            bytes(kept["message"].data)
+        # The sender has ended, and the receiver's sweep has unmapped the sections it cached:
+        # the slice still reads the bytes it was given.
+        time.sleep(1.5)
+        assert bytes(kept["slice"]) == payload(2 << 20, 4)[1000:2000]
+        address = int(ffi.cast("uintptr_t", ffi.from_buffer(kept["slice"])))
+        assert memory_state(address) == MEM_COMMIT
+        del kept["slice"]
+        assert memory_state(address) == MEM_FREE, "the last view went, and its section stayed mapped"
+        assert receiver.stats.refused_messages == 0
+
+
+def test_a_sync_receiver_copies_shared_memory_by_default(start_peer):
+    received = []
+    with copydata.Receiver(sync=True, on_message=lambda message: received.append(message.data)) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), "7:3000000:7", "8:20:8")
+        assert peer.read(timeout=60) == {"sent": 2}
+    assert received == [payload(3000000, 7), payload(20, 8)]
+
+
+def test_a_sync_receiver_checks_descriptors_as_a_queue_does(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})")
+    received = []
+    try:
+        with copydata.Receiver(sync=True, copy=False, on_message=lambda m: received.append(bytes(m.data))) as receiver:
+            assert copydata.send(receiver, descriptor(name, 65536 - 10, 10), tag=1) == 1
+            for offset, length in [(65536 - 10, 11), (65536, 1), (1 << 40, 1)]:
+                with pytest.raises(copydata.Rejected):
+                    copydata.send(receiver, descriptor(name, offset, length))
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, descriptor(name + "-missing", 0, 1))
+            assert receiver.stats.refused_section == 4
+        assert received == [b"\x5a" * 10]
+    finally:
+        ours.close()
+
+
+MEM_COMMIT, MEM_FREE = 0x1000, 0x10000
+
+
+def memory_state(address: int) -> int:
+    class MEMORY_BASIC_INFORMATION(ctypes.Structure):
+        _fields_ = [("BaseAddress", ctypes.c_void_p), ("AllocationBase", ctypes.c_void_p),
+                    ("AllocationProtect", ctypes.wintypes.DWORD), ("PartitionId", ctypes.wintypes.WORD),
+                    ("RegionSize", ctypes.c_size_t), ("State", ctypes.wintypes.DWORD),
+                    ("Protect", ctypes.wintypes.DWORD), ("Type", ctypes.wintypes.DWORD)]
+
+    info = MEMORY_BASIC_INFORMATION()
+    if not kernel32.VirtualQuery(ctypes.c_void_p(address), ctypes.byref(info), ctypes.sizeof(info)):
+        raise ctypes.WinError(ctypes.get_last_error())
+    return info.State
