@@ -375,6 +375,18 @@ static void append_all(cd_receiver *r, cd_message *first)
 }
 
 /* Queues every record of a batch frame (already checked by cd_batch_check), or none. */
+/* The record at offset in a batch frame that cd_batch_check passed: its tag and length.
+ * Returns the offset after it; its bytes are the length bytes before that. */
+static size_t read_record(const unsigned char *frame, size_t offset, uint64_t *tag, size_t *length)
+{
+    uint32_t size;
+
+    memcpy(tag, frame + offset, 8);
+    memcpy(&size, frame + offset + 8, 4);
+    *length = size;
+    return offset + CD_BATCH_RECORD_HEADER_SIZE + size;
+}
+
 static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame,
                             size_t records, size_t record_bytes, int codec_id)
 {
@@ -385,17 +397,14 @@ static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned cha
         return FALSE;
     while (offset < a->size) {
         uint64_t tag;
-        uint32_t length;
-        memcpy(&tag, frame + offset, 8);
-        memcpy(&length, frame + offset + 8, 4);
-        offset += CD_BATCH_RECORD_HEADER_SIZE;
-        *link = copy_message(tag, a->sender, frame + offset, length, codec_id);
+        size_t length;
+        offset = read_record(frame, offset, &tag, &length);
+        *link = copy_message(tag, a->sender, frame + offset - length, length, codec_id);
         if (*link == NULL) {
             cd_messages_free(first);
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
         link = &(*link)->next;
-        offset += length;
     }
     append_all(r, first);
     return TRUE;
@@ -551,17 +560,32 @@ static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLO
 
 /* A message in a section of the sender's (already checked by cd_section_check): copied out
  * whole before the sender is answered, so it may reuse the section at once. */
-static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
+/* The section a checked descriptor names, mapped, once its range is known to lie inside; NULL
+ * when refused (and counted). */
+static mapped_section *described_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
     mapped_section *section;
-    cd_message *m;
 
-    if (descriptor->length > r->config.max_transfer_size)
-        return refuse(r, CD_REASON_TOO_LARGE, a);
+    if (descriptor->length > r->config.max_transfer_size) {
+        refuse(r, CD_REASON_TOO_LARGE, a);
+        return NULL;
+    }
     section = map_section(r, descriptor->name, GetTickCount64());
     if (section == NULL || descriptor->offset > section->size
-        || descriptor->length > section->size - descriptor->offset)
-        return refuse(r, CD_REASON_SECTION, a);
+        || descriptor->length > section->size - descriptor->offset) {
+        refuse(r, CD_REASON_SECTION, a);
+        return NULL;
+    }
+    return section;
+}
+
+static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
+{
+    mapped_section *section = described_section(r, a, descriptor);
+    cd_message *m;
+
+    if (section == NULL)
+        return FALSE;
     if (!make_room(r, 1, (size_t)descriptor->length, a))
         return FALSE;
     m = new_large_message(r, a, (size_t)descriptor->length, descriptor->codec_id);
@@ -575,16 +599,12 @@ static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section
 /* Sync mode: a section's bytes are handed over where they are, with no copy. */
 static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
-    mapped_section *section;
+    mapped_section *section = described_section(r, a, descriptor);
     arrival inner = *a;
     LRESULT answer;
 
-    if (descriptor->length > r->config.max_transfer_size || descriptor->length > SIZE_MAX)
-        return refuse(r, CD_REASON_TOO_LARGE, a);
-    section = map_section(r, descriptor->name, GetTickCount64());
-    if (section == NULL || descriptor->offset > section->size
-        || descriptor->length > section->size - descriptor->offset)
-        return refuse(r, CD_REASON_SECTION, a);
+    if (section == NULL)
+        return FALSE;
     inner.size = (size_t)descriptor->length;
     hand_over_and_wait(r, &inner, section->view + descriptor->offset, descriptor->codec_id, section, &answer);
     return answer;
@@ -601,14 +621,9 @@ static LRESULT hand_over_batch(cd_receiver *r, const arrival *a, const unsigned 
     LRESULT answer;
 
     for (index = 0; index < records; index++) {
-        uint32_t length;
-        memcpy(&record.tag, frame + offset, 8);
-        memcpy(&length, frame + offset + 8, 4);
-        offset += CD_BATCH_RECORD_HEADER_SIZE;
-        record.size = length;
-        if (!hand_over_and_wait(r, &record, frame + offset, codec_id, NULL, &answer) && index == 0)
+        offset = read_record(frame, offset, &record.tag, &record.size);
+        if (!hand_over_and_wait(r, &record, frame + offset - record.size, codec_id, NULL, &answer) && index == 0)
             return FALSE;  /* closing: nothing was delivered */
-        offset += length;
     }
     return TRUE;
 }
