@@ -38,6 +38,7 @@ ffibuilder.cdef(
 #define CD_PART_HEADER_SIZE ...
 #define CD_MAX_TRANSFERS ...
 #define CD_KIND_SECTION ...
+#define CD_ANSWER_SECTION_KEPT ...
 #define CD_SECTION_HEADER_SIZE ...
 #define CD_MAX_SECTION_NAME ...
 #define CD_KIND_SEALED ...
@@ -124,6 +125,7 @@ typedef struct cd_batch {
     size_t size;
     size_t capacity;
     size_t records;
+    int borrowed;
 } cd_batch;
 
 typedef struct cd_receiver cd_receiver;
@@ -136,7 +138,7 @@ void cd_messages_free(cd_message *first);
 void cd_message_release(const char *data);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 const void *cd_receiver_keep_section(cd_receiver *receiver, cd_message *message);
-void cd_kept_section_release(const void *view);
+void cd_kept_section_release(const void *kept);
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
 int cd_receiver_take_refusals(cd_receiver *receiver, cd_refusal *refusals, size_t capacity, uint32_t timeout_ms,
                               size_t *count);
@@ -155,6 +157,7 @@ int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t ca
                      uint32_t *win32_error);
 int cd_batch_start(cd_batch *batch, int codec_id);
 int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
+int cd_batch_move(cd_batch *batch, void *memory, size_t capacity);
 void cd_batch_release(cd_batch *batch);
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id);

@@ -16,44 +16,52 @@ from ._receiver import MAX_MESSAGE_SIZE
 from ._win32 import describe_error
 from ._send import DEFAULT_TIMEOUT, SMTO_ABORTIFHUNG, Target, encode_body, resolve, send_error
 
-DEFAULT_MAX_BATCH_BYTES = 1 << 20
+DEFAULT_MAX_BATCH_BYTES = 8 << 20
 DEFAULT_LINGER = 0.005
 DEFAULT_CHUNK_SIZE = 1 << 20
-DEFAULT_SHM_THRESHOLD = 512 << 10
+DEFAULT_SHM_THRESHOLD = 64 << 10
 SECTION_PREFIX = "Local\\copydata.v1.shm."
 # What follows the envelope header in a part frame (see csrc/copydata.h; the transfer id is in
 # the header's request-id field): the message's total size and this part's offset.
 _PART_FIELDS = struct.Struct("<QQ")
 # ... and in a section descriptor: offset, length, the name's length in characters (then the
-# name in UTF-16).
+# name in UTF-16). The range holds a batch frame.
 _SECTION_FIELDS = struct.Struct("<QQI")
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.01
 _MAX_TAG = (1 << 64) - 1
+# A frame of one message: the envelope header and one record header around it.
+_FRAME_OVERHEAD = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
+# A record's length is a u32.
+_MAX_RECORD = (1 << 32) - 1
 
 
 class Sender:
     """Sends many messages to one receiver, packed into batch frames.
 
     Each :meth:`send` appends the message (its tag and encoded bytes) to a frame built in C;
-    the frame goes out as one WM_COPYDATA when it would pass ``max_batch_bytes``, when its
+    the frame goes out when the next message would take it past ``max_batch_bytes``, when its
     first message has waited ``linger`` seconds (0: at once), on :meth:`flush` and on
-    :meth:`close`. A copydata receiver unpacks the frame in C and still delivers every
-    message separately, in order, with its own tag.
+    :meth:`close`. A message larger than ``max_batch_bytes`` goes in a frame of its own. A
+    copydata receiver unpacks the frame in C and still delivers every message separately, in
+    order, with its own tag.
 
-    A message larger than ``shm_threshold`` goes through a shared-memory section of the
-    sender's (owned by and open only to the current user, under an unguessable name): the
-    bytes are copied into it once and out of it once by the receiver, and only a small
-    descriptor travels as WM_COPYDATA. With ``shm_threshold=None``, a message larger than
-    ``chunk_size`` goes in parts of at most ``chunk_size`` bytes instead, which the receiver
-    puts back together. Either way large messages arrive in order with the others.
+    A frame larger than ``shm_threshold`` is built in a shared-memory section of the
+    sender's (owned by and open only to the current user, under an unguessable name) and
+    only a small descriptor of it travels as WM_COPYDATA: each message is copied into the
+    section once and out of it once, by the receiver, and many large messages cost one round
+    trip. With ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
+    :data:`~copydata.MAX_MESSAGE_SIZE` bytes each), and a message larger than ``chunk_size``
+    goes in parts of at most ``chunk_size`` bytes, which the receiver puts back together.
+    Either way messages arrive in order.
 
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
     :meth:`flush` block meanwhile. An error in a background (linger) send is raised by the
-    next call. Only copydata receivers understand these frames. One in sync mode takes a batch
-    frame's messages one at a time and a shared-memory one in place, but refuses parts.
+    next call. Only copydata receivers understand these frames. One in sync mode takes a
+    frame's messages one at a time (those in shared memory in place, with ``copy=False``),
+    but refuses parts.
 
     ``key`` seals every frame for a receiver created with that key (see :class:`Receiver`).
     """
@@ -76,7 +84,7 @@ class Sender:
         self._codec = _codecs.resolve(codec)
         self._codec_id = _codecs.codec_id(self._codec)
         least = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
-        self._max_batch_bytes = _checks.positive_size(max_batch_bytes, "max_batch_bytes", most=largest)
+        _checks.positive_size(max_batch_bytes, "max_batch_bytes")
         if max_batch_bytes < least:
             raise ValueError(f"max_batch_bytes must be at least {least} (one empty message)")
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger < 3600:
@@ -85,14 +93,16 @@ class Sender:
         self._chunk_size = _checks.positive_size(chunk_size, "chunk_size",
                                                  most=largest - lib.CD_PART_HEADER_SIZE)
         self._shm_threshold = None if shm_threshold is None else _checks.positive_size(shm_threshold, "shm_threshold")
-        self._section: Any = None  # cd_section *, created on first use, grown as needed
+        # Frames in WM_COPYDATA itself stay within its limit; in a section, within max_batch_bytes.
+        if self._shm_threshold is None:
+            self._frame_limit = self._inline_limit = min(max_batch_bytes, largest)
+        else:
+            self._frame_limit, self._inline_limit = max_batch_bytes, min(self._shm_threshold, largest)
+        self._section: Any = None  # cd_section *, created when a frame first outgrows inline_limit
         self._section_name = ""
         self._section_size = 0
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
-        # Above this, a message goes through a section or in parts rather than in a batch frame.
-        self._batch_limit = self._chunk_size if self._shm_threshold is None else min(self._chunk_size,
-                                                                                     self._shm_threshold)
         self._encodes = not isinstance(self._codec, _codecs.BytesCodec)
         self._batch = ffi.gc(ffi.new("cd_batch *"), lib.cd_batch_release)
         self._start_frame()
@@ -127,17 +137,22 @@ class Sender:
         with self._lock:
             if self._closed or self._background_error is not None:
                 self._raise_if_unusable()
-            if size > self._batch_limit:
+            if size > _MAX_RECORD and self._shm_threshold is not None:
+                raise ValueError(f"a message of {size} bytes is larger than a frame can hold ({_MAX_RECORD})")
+            if self._shm_threshold is None and size > self._chunk_size:
                 self._flush_frame()  # what came before goes first
-                if self._shm_threshold is not None and size > self._shm_threshold:
-                    self._send_through_section(tag, pointer, size)
-                else:
-                    self._send_parts(tag, pointer, size)
+                self._send_parts(tag, pointer, size)
                 return
-            status = lib.cd_batch_add(self._batch, tag, pointer, size, self._max_batch_bytes)
+            if (self._shm_threshold is not None and not self._batch.borrowed
+                    and lib.CD_BATCH_RECORD_HEADER_SIZE + size > self._inline_limit - self._batch.size):
+                # The frame outgrows WM_COPYDATA: into shared memory, before this message is copied in.
+                self._open_section(self._batch.size + lib.CD_BATCH_RECORD_HEADER_SIZE + size)
+            status = lib.cd_batch_add(self._batch, tag, pointer, size, self._frame_limit)
             if status == lib.CD_FULL:
                 self._flush_frame()
-                status = lib.cd_batch_add(self._batch, tag, pointer, size, self._max_batch_bytes)
+                if self._batch.borrowed and _FRAME_OVERHEAD + size > self._batch.capacity:
+                    self._open_section(_FRAME_OVERHEAD + size)
+                status = lib.cd_batch_add(self._batch, tag, pointer, size, self._frame_limit)
             if status != lib.CD_OK:
                 raise MemoryError(f"could not add {size} bytes to the batch frame")
             if self._linger == 0:
@@ -194,8 +209,17 @@ class Sender:
     def _flush_frame(self) -> None:
         if self._batch.records == 0:
             return
-        self._deliver(0, self._batch.data, self._batch.size,
-                      f"a frame of {self._batch.records} messages; they are still pending")
+        what = f"a frame of {self._batch.records} messages; they are still pending"
+        if self._batch.borrowed and self._batch.size > self._inline_limit:
+            name = self._section_name.encode("utf-16-le")
+            descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION)
+                          + _SECTION_FIELDS.pack(0, self._batch.size, len(self._section_name)) + name)
+            answer = self._deliver(0, ffi.from_buffer(descriptor), len(descriptor), what + " in shared memory")
+            if answer == lib.CD_ANSWER_SECTION_KEPT:
+                # The receiver still reads this section (views kept past sync-mode callbacks).
+                self._open_section(self._section_size, fresh=True)
+        else:
+            self._deliver(0, self._batch.data, self._batch.size, what)
         self._start_frame()
         self._first_waiting_since = None
 
@@ -209,32 +233,27 @@ class Sender:
             self._deliver(tag, ffi.from_buffer(frame), len(frame),
                           f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
 
-    def _send_through_section(self, tag: int, pointer: Any, size: int) -> None:
-        if self._section_size < size:
-            self._open_section(size)
-        ffi.memmove(lib.cd_section_view(self._section), pointer, size)
-        name = self._section_name.encode("utf-16-le")
-        frame = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION)
-                 + _SECTION_FIELDS.pack(0, size, len(self._section_name)) + name)
-        # The receiver copies the bytes out before it answers, so the section is free again after.
-        self._deliver(tag, ffi.from_buffer(frame), len(frame), f"a {size}-byte message in shared memory")
-
-    def _open_section(self, size: int) -> None:
-        if self._section is not None:
-            lib.cd_section_close(self._section)
-            self._section = None
-        capacity = max(size, 2 * self._section_size)
-        self._section_name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
+    def _open_section(self, least: int, fresh: bool = False) -> None:
+        """Moves the frame into a new section of at least ``least`` bytes (a larger one, unless
+        ``fresh``): the receiver copies a frame out before it answers, so one section serves
+        every frame until a larger one is needed."""
+        capacity = least if fresh else max(least, self._frame_limit, 2 * self._section_size)
+        name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
         section = ffi.new("cd_section **")
         error = ffi.new("uint32_t *")
-        status = lib.cd_section_create(self._section_name, capacity, section, error)
+        status = lib.cd_section_create(name, capacity, section, error)
         if status != lib.CD_OK:
             raise CopyDataError(f"could not create a shared-memory section of {capacity} bytes: "
                                 f"{describe_error(status, error[0])}")
-        self._section, self._section_size = section[0], capacity
+        if lib.cd_batch_move(self._batch, lib.cd_section_view(section[0]), capacity) != lib.CD_OK:
+            lib.cd_section_close(section[0])
+            raise MemoryError(f"a frame of {self._batch.size} bytes does not fit a section of {capacity}")
+        if self._section is not None:
+            lib.cd_section_close(self._section)
+        self._section, self._section_name, self._section_size = section[0], name, capacity
 
-    def _deliver(self, tag: int, data: Any, size: int, what: str) -> None:
-        """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it."""
+    def _deliver(self, tag: int, data: Any, size: int, what: str) -> int:
+        """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it; the answer."""
         result = ffi.new("intptr_t *")
         error = ffi.new("uint32_t *")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
@@ -249,7 +268,7 @@ class Sender:
             if status != lib.CD_OK:
                 raise send_error(status, error[0], self._hwnd, self._timeout)
             if result[0] != 0:
-                return
+                return int(result[0])
             if deadline is not None and time.monotonic() + backoff > deadline:
                 raise Rejected(f"window {self._hwnd:#x} refused {what} for {self._timeout} s (its queue "
                                f"stayed full, it takes no parts in sync mode, or it is not a copydata receiver)")

@@ -33,11 +33,15 @@
 #define CD_PART_HEADER_SIZE 32
 #define CD_MAX_TRANSFERS 64
 /* A section descriptor: an envelope of kind CD_KIND_SECTION (request id 0), then u64 offset,
- * u64 length, u32 name length in characters, then the section's name in UTF-16 (no NUL). */
+ * u64 length, u32 name length in characters, then the section's name in UTF-16 (no NUL).
+ * The range it names in that section holds a batch frame of the descriptor's codec. */
 #define CD_KIND_SECTION 6
 #define CD_SECTION_HEADER_SIZE 36
 #define CD_SECTION_PREFIX "Local\\copydata.v1.shm."   /* ASCII; names are UTF-16 */
 #define CD_MAX_SECTION_NAME 128
+/* What a receiver answers a section descriptor when views of the section outlive the
+ * message (sync mode, copy=False): accepted, and the sender must not write there again. */
+#define CD_ANSWER_SECTION_KEPT 2
 /* A sealed frame, for receivers with a key: an envelope of kind CD_KIND_SEALED (codec 0,
  * request id 0), then u64 sealer id (random, nonzero), u64 counter (from 1), u64 the
  * sealer's GetTickCount64() in ms, the HMAC-SHA256, then the inner payload, which is any
@@ -110,7 +114,7 @@ typedef struct cd_message {
     int codec_id;         /* a batch record's envelope codec; CD_NO_CODEC for a whole WM_COPYDATA */
     struct cd_pool *pool; /* large messages: the pool their block goes back to */
     size_t capacity;      /* ... and the block's size */
-    /* sync mode only: the mapped section the bytes are in (from a Sender), else NULL ... */
+    /* sync mode only: the section the bytes are in (from a Sender), else NULL ... */
     void *section;
     /* ... and, guarded by the receiver's lock: */
     int taken;
@@ -176,11 +180,12 @@ void cd_message_release(const char *data);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 /*
  * Sync mode, before the reply to a message whose section is not NULL: the receiver forgets
- * that mapping and hands it to the caller, for views of it that outlive the callback. Returns
- * the view to pass to cd_kept_section_release once the last of them is gone.
+ * that mapping and shares it with the caller, for views of it that outlive the callback.
+ * Returns a reference to pass to cd_kept_section_release once those views are gone; the
+ * mapping goes with the last reference.
  */
 const void *cd_receiver_keep_section(cd_receiver *receiver, cd_message *message);
-void cd_kept_section_release(const void *view);
+void cd_kept_section_release(const void *kept);
 
 void cd_receiver_stats(cd_receiver *receiver, cd_stats *stats);
 
@@ -218,20 +223,31 @@ typedef struct cd_batch {
     size_t size;
     size_t capacity;
     size_t records;
+    int borrowed;          /* data is the caller's memory (a section): never grown or freed */
 } cd_batch;
 
 /* Empties the batch and writes the envelope header for codec_id. */
 int cd_batch_start(cd_batch *batch, int codec_id);
 int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
 /* cd_batch_append, unless the batch has records already and this one would take it past
- * max_bytes: then CD_FULL, and the caller sends the batch first. */
+ * max_bytes, or the batch's memory is borrowed and too small: then CD_FULL, and the caller
+ * sends the batch first (or lends it more memory). */
 int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
+/* Moves the frame so far into memory of the caller's (CD_FULL if it does not fit), where it
+ * goes on growing up to capacity; the batch's own memory is freed. */
+int cd_batch_move(cd_batch *batch, void *memory, size_t capacity);
 void cd_batch_release(cd_batch *batch);
 
 /* Checks a payload: 0 when it is no batch frame, 1 for a valid one (its record count, their
  * total size and its codec set), -1 for a batch frame that is malformed. */
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id);
+/* The record at *offset of a batch frame (start at CD_ENVELOPE_HEADER_SIZE): 1 with its tag,
+ * bytes and length, *offset moved past it; 0 at the end; -1 when it runs past size. It reads
+ * each length once, so a frame that another process goes on writing to (a sender's section)
+ * cannot lead it outside size. */
+int cd_batch_next(const unsigned char *frame, size_t size, size_t *offset, uint64_t *tag,
+                  const unsigned char **data, size_t *length);
 
 typedef struct cd_part {
     uint64_t transfer_id;

@@ -3,7 +3,7 @@
  *   - batch frames: many messages in one WM_COPYDATA; a sender appends records to a growing
  *     frame, a receiver checks every length against the frame before it trusts any of them;
  *   - part frames: one piece of a message too large for one WM_COPYDATA;
- *   - section descriptors: where in a shared-memory section a large message lies;
+ *   - section descriptors: where in a shared-memory section of the sender's a batch frame lies;
  *   - sealed frames: any payload behind a MAC, for receivers with a key.
  * Plain C over a byte buffer, so that it builds and is fuzzed on Linux too (fuzz/).
  */
@@ -41,6 +41,8 @@ static int reserve(cd_batch *batch, size_t more)
     wanted = batch->size + more;
     if (wanted <= batch->capacity)
         return 1;
+    if (batch->borrowed)
+        return 0;
     capacity = batch->capacity ? batch->capacity : 4096;
     while (capacity < wanted)
         capacity = capacity > SIZE_MAX / 2 ? wanted : capacity * 2;
@@ -91,44 +93,88 @@ int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, s
     if (batch->records && (size > max_bytes || CD_BATCH_RECORD_HEADER_SIZE + size > max_bytes - batch->size
                            || batch->size > max_bytes))
         return CD_FULL;
+    /* Borrowed memory cannot grow: the caller sends what is there, or lends more. */
+    if (batch->borrowed && (size > batch->capacity || CD_BATCH_RECORD_HEADER_SIZE + size > batch->capacity - batch->size))
+        return CD_FULL;
     return cd_batch_append(batch, tag, data, size);
+}
+
+int cd_batch_move(cd_batch *batch, void *memory, size_t capacity)
+{
+    if (batch->size > capacity)
+        return CD_FULL;
+    if (batch->size)
+        memmove(memory, batch->data, batch->size);
+    if (!batch->borrowed)
+        free(batch->data);
+    batch->data = (unsigned char *)memory;
+    batch->capacity = capacity;
+    batch->borrowed = 1;
+    return CD_OK;
 }
 
 void cd_batch_release(cd_batch *batch)
 {
-    free(batch->data);
+    if (!batch->borrowed)
+        free(batch->data);
     memset(batch, 0, sizeof *batch);
+}
+
+int cd_batch_next(const unsigned char *frame, size_t size, size_t *offset, uint64_t *tag,
+                  const unsigned char **data, size_t *length)
+{
+    /* Read once, through volatile: the frame may lie in memory another process writes to. */
+    const volatile unsigned char *shared = frame;
+    unsigned char header[CD_BATCH_RECORD_HEADER_SIZE];
+    uint32_t record_size;
+    size_t i;
+
+    if (*offset >= size)
+        return 0;
+    if (size - *offset < CD_BATCH_RECORD_HEADER_SIZE)
+        return -1;
+    for (i = 0; i < CD_BATCH_RECORD_HEADER_SIZE; i++)
+        header[i] = shared[*offset + i];
+    memcpy(tag, header, 8);
+    memcpy(&record_size, header + 8, 4);
+    if (record_size > size - *offset - CD_BATCH_RECORD_HEADER_SIZE)
+        return -1;
+    *data = frame + *offset + CD_BATCH_RECORD_HEADER_SIZE;
+    *length = record_size;
+    *offset += CD_BATCH_RECORD_HEADER_SIZE + record_size;
+    return 1;
 }
 
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id)
 {
     static const unsigned char zeros[9] = {0};
-    size_t offset = CD_ENVELOPE_HEADER_SIZE;
+    const volatile unsigned char *shared = data;
+    unsigned char header[CD_ENVELOPE_HEADER_SIZE];
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, length, i;
+    const unsigned char *bytes;
+    uint64_t tag;
+    int found;
 
     *records = 0;
     *record_bytes = 0;
     *codec_id = CD_NO_CODEC;
-    if (envelope_kind(data, size) != CD_KIND_BATCH)
+    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE)
+        return 0;
+    for (i = 0; i < CD_ENVELOPE_HEADER_SIZE; i++)
+        header[i] = shared[i];
+    if (envelope_kind(header, sizeof header) != CD_KIND_BATCH)
         return 0;
     /* From here on it claims to be a batch frame: anything wrong makes it malformed. */
-    if (!codec_is_known(data[5]) || memcmp(data + 7, zeros, 9) != 0)
+    if (!codec_is_known(header[5]) || memcmp(header + 7, zeros, 9) != 0)
         return -1;
-    while (offset < size) {
-        uint32_t length;
-        if (size - offset < CD_BATCH_RECORD_HEADER_SIZE)
-            return -1;
-        memcpy(&length, data + offset + 8, 4);
-        offset += CD_BATCH_RECORD_HEADER_SIZE;
-        if (length > size - offset)
-            return -1;
-        offset += length;
+    while ((found = cd_batch_next(data, size, &offset, &tag, &bytes, &length)) == 1) {
         (*records)++;
         *record_bytes += length;
     }
-    if (*records == 0)
+    if (found < 0 || *records == 0)
         return -1;
-    *codec_id = data[5];
+    *codec_id = header[5];
     return 1;
 }
 

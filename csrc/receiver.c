@@ -36,6 +36,19 @@ typedef struct mapped_section {
     ULONGLONG used_ms;
 } mapped_section;
 #define MAPPED_SECTIONS 4
+
+/* Sync mode: a mapping that views handed to Python outlive; the last one out unmaps it. */
+typedef struct kept_section {
+    const unsigned char *view;
+    LONG references;
+} kept_section;
+
+/* Sync mode: the section a frame's records are handed over from. Once Python keeps a view of
+ * one, the mapping leaves the receiver's cache (slot NULL) for kept, shared by the others. */
+typedef struct handed_section {
+    mapped_section *slot;
+    kept_section *kept;
+} handed_section;
 #define MAPPED_SECTION_IDLE_MS 1000
 
 /* Blocks of large messages, kept for the next ones: copying into fresh memory costs a page
@@ -320,12 +333,12 @@ static cd_message *new_message(uint64_t tag, uint64_t sender, size_t size, int c
 }
 
 /* new_message for parts and sections, whose large blocks come from and go back to the pool. */
-static cd_message *new_large_message(cd_receiver *r, const arrival *a, size_t size, int codec_id)
+static cd_message *new_large_message(cd_receiver *r, uint64_t tag, uint64_t sender, size_t size, int codec_id)
 {
     cd_message *m;
 
     if (size < POOLED_MESSAGE_SIZE)
-        return new_message(a->tag, a->sender, size, codec_id);
+        return new_message(tag, sender, size, codec_id);
     if (r->pool == NULL) {
         r->pool = (cd_pool *)calloc(1, sizeof *r->pool);
         if (r->pool == NULL)
@@ -341,8 +354,8 @@ static cd_message *new_large_message(cd_receiver *r, const arrival *a, size_t si
         m->capacity = size;
     }
     m->next = NULL;
-    m->tag = a->tag;
-    m->sender = a->sender;
+    m->tag = tag;
+    m->sender = sender;
     m->size = size;
     m->data = (const char *)(m + 1);
     m->codec_id = codec_id;
@@ -374,37 +387,38 @@ static void append_all(cd_receiver *r, cd_message *first)
     r->queued_unannounced = 1;
 }
 
-/* Queues every record of a batch frame (already checked by cd_batch_check), or none. */
-/* The record at offset in a batch frame that cd_batch_check passed: its tag and length.
- * Returns the offset after it; its bytes are the length bytes before that. */
-static size_t read_record(const unsigned char *frame, size_t offset, uint64_t *tag, size_t *length)
-{
-    uint32_t size;
-
-    memcpy(tag, frame + offset, 8);
-    memcpy(&size, frame + offset + 8, 4);
-    *length = size;
-    return offset + CD_BATCH_RECORD_HEADER_SIZE + size;
-}
-
-static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame,
+/* Queues every record of a batch frame (already checked by cd_batch_check), or none. The
+ * frame may lie in a sender's section, which the sender can write to meanwhile: should the
+ * records no longer be those counted, nothing is queued. */
+static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
                             size_t records, size_t record_bytes, int codec_id)
 {
     cd_message *first = NULL, **link = &first;
-    size_t offset = CD_ENVELOPE_HEADER_SIZE;
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, length, count = 0, copied = 0;
+    const unsigned char *bytes;
+    uint64_t tag;
+    int found;
 
     if (!make_room(r, records, record_bytes, a))
         return FALSE;
-    while (offset < a->size) {
-        uint64_t tag;
-        size_t length;
-        offset = read_record(frame, offset, &tag, &length);
-        *link = copy_message(tag, a->sender, frame + offset - length, length, codec_id);
+    while ((found = cd_batch_next(frame, size, &offset, &tag, &bytes, &length)) == 1) {
+        if (++count > records || length > record_bytes - copied) {
+            found = -1;
+            break;
+        }
+        copied += length;
+        *link = new_large_message(r, tag, a->sender, length, codec_id);
         if (*link == NULL) {
             cd_messages_free(first);
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
+        if (length)
+            memcpy((void *)(*link)->data, bytes, length);
         link = &(*link)->next;
+    }
+    if (found < 0 || count != records) {
+        cd_messages_free(first);
+        return refuse(r, CD_REASON_MALFORMED, a);
     }
     append_all(r, first);
     return TRUE;
@@ -480,7 +494,7 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
         if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes)
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         t = (cd_transfer *)calloc(1, sizeof *t);
-        if (t == NULL || (t->message = new_large_message(r, a, (size_t)part->total, part->codec_id)) == NULL) {
+        if (t == NULL || (t->message = new_large_message(r, a->tag, a->sender, (size_t)part->total, part->codec_id)) == NULL) {
             free(t);
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
@@ -558,19 +572,12 @@ static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLO
     return slot;
 }
 
-/* A message in a section of the sender's (already checked by cd_section_check): copied out
- * whole before the sender is answered, so it may reuse the section at once. */
 /* The section a checked descriptor names, mapped, once its range is known to lie inside; NULL
  * when refused (and counted). */
 static mapped_section *described_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
-    mapped_section *section;
+    mapped_section *section = map_section(r, descriptor->name, GetTickCount64());
 
-    if (descriptor->length > r->config.max_transfer_size) {
-        refuse(r, CD_REASON_TOO_LARGE, a);
-        return NULL;
-    }
-    section = map_section(r, descriptor->name, GetTickCount64());
     if (section == NULL || descriptor->offset > section->size
         || descriptor->length > section->size - descriptor->offset) {
         refuse(r, CD_REASON_SECTION, a);
@@ -579,59 +586,98 @@ static mapped_section *described_section(cd_receiver *r, const arrival *a, const
     return section;
 }
 
+/* The batch frame a descriptor's range holds, if it is one, of the descriptor's codec, and no
+ * larger in messages than max_transfer_size; 0 when refused (and counted). */
+static int section_frame_ok(cd_receiver *r, const arrival *a, const unsigned char *frame,
+                            const cd_section_descriptor *descriptor, size_t *records, size_t *record_bytes)
+{
+    int codec_id;
+
+    if (cd_batch_check(frame, (size_t)descriptor->length, records, record_bytes, &codec_id) != 1
+        || codec_id != descriptor->codec_id) {
+        refuse(r, CD_REASON_MALFORMED, a);
+        return 0;
+    }
+    if (*record_bytes > r->config.max_transfer_size) {
+        refuse(r, CD_REASON_TOO_LARGE, a);
+        return 0;
+    }
+    return 1;
+}
+
+/* A batch frame in a section of the sender's: its records are copied out before the sender
+ * is answered, so it may write its next frame there at once. */
 static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
     mapped_section *section = described_section(r, a, descriptor);
-    cd_message *m;
+    const unsigned char *frame;
+    size_t records, record_bytes;
 
     if (section == NULL)
         return FALSE;
-    if (!make_room(r, 1, (size_t)descriptor->length, a))
+    frame = section->view + descriptor->offset;
+    if (!section_frame_ok(r, a, frame, descriptor, &records, &record_bytes))
         return FALSE;
-    m = new_large_message(r, a, (size_t)descriptor->length, descriptor->codec_id);
-    if (m == NULL)
-        return refuse(r, CD_REASON_QUEUE_FULL, a);
-    memcpy((void *)m->data, section->view + descriptor->offset, (size_t)descriptor->length);
-    append_all(r, m);
-    return TRUE;
-}
-
-/* Sync mode: a section's bytes are handed over where they are, with no copy. */
-static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
-{
-    mapped_section *section = described_section(r, a, descriptor);
-    arrival inner = *a;
-    LRESULT answer;
-
-    if (section == NULL)
-        return FALSE;
-    inner.size = (size_t)descriptor->length;
-    hand_over_and_wait(r, &inner, section->view + descriptor->offset, descriptor->codec_id, section, &answer);
-    return answer;
+    return accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id);
 }
 
 /* Sync mode: a batch frame's records, one after another. Once one of them was handed over the
  * frame is answered 1, whatever the callbacks answered: a sender that saw 0 would send the
  * whole frame again, and the records already delivered twice. */
-static LRESULT hand_over_batch(cd_receiver *r, const arrival *a, const unsigned char *frame,
-                               size_t records, int codec_id)
+static LRESULT hand_over_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
+                               int codec_id, handed_section *section)
 {
-    size_t offset = CD_ENVELOPE_HEADER_SIZE, index;
+    size_t offset = CD_ENVELOPE_HEADER_SIZE;
     arrival record = *a;
+    const unsigned char *bytes;
     LRESULT answer;
+    int found, delivered = 0;
 
-    for (index = 0; index < records; index++) {
-        offset = read_record(frame, offset, &record.tag, &record.size);
-        if (!hand_over_and_wait(r, &record, frame + offset - record.size, codec_id, NULL, &answer) && index == 0)
+    while ((found = cd_batch_next(frame, size, &offset, &record.tag, &bytes, &record.size)) == 1) {
+        if (hand_over_and_wait(r, &record, bytes, codec_id, section, &answer))
+            delivered = 1;
+        else if (!delivered)
             return FALSE;  /* closing: nothing was delivered */
     }
-    return TRUE;
+    if (found < 0)  /* the sender rewrote its section meanwhile: the rest is lost */
+        refuse(r, CD_REASON_MALFORMED, a);
+    return delivered;
+}
+
+/* Sync mode: a section's records are handed over where they are, with no copy. Should Python
+ * keep a view of one past its callback, the mapping becomes Python's, and the sender hears
+ * that it must not write into that section again. */
+static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
+{
+    mapped_section *section = described_section(r, a, descriptor);
+    handed_section handed;
+    size_t records, record_bytes;
+    LRESULT answer;
+
+    if (section == NULL)
+        return FALSE;
+    if (!section_frame_ok(r, a, section->view + descriptor->offset, descriptor, &records, &record_bytes))
+        return FALSE;
+    handed.slot = section;
+    handed.kept = (kept_section *)malloc(sizeof *handed.kept);
+    if (handed.kept == NULL)
+        return refuse(r, CD_REASON_QUEUE_FULL, a);
+    handed.kept->view = section->view;
+    handed.kept->references = 1;  /* this frame's own, while its records are handed over */
+    answer = hand_over_batch(r, a, section->view + descriptor->offset, (size_t)descriptor->length,
+                             descriptor->codec_id, &handed);
+    if (handed.slot != NULL) {
+        free(handed.kept);
+        return answer;
+    }
+    cd_kept_section_release(handed.kept);
+    return answer ? CD_ANSWER_SECTION_KEPT : FALSE;
 }
 
 /* Sync mode: Python answers every message before the sender is released. A split message
  * would have to be put together first, in a queue that sync mode does not have. */
 static LRESULT hand_over(cd_receiver *r, const arrival *a, const unsigned char *data, int kind,
-                         size_t records, int codec_id, const cd_section_descriptor *section)
+                         int codec_id, const cd_section_descriptor *section)
 {
     LRESULT answer;
 
@@ -640,7 +686,7 @@ static LRESULT hand_over(cd_receiver *r, const arrival *a, const unsigned char *
     if (kind == 3)
         return hand_over_section(r, a, section);
     if (kind == 1)
-        return hand_over_batch(r, a, data, records, codec_id);
+        return hand_over_batch(r, a, data, a->size, codec_id, NULL);
     hand_over_and_wait(r, a, data, CD_NO_CODEC, NULL, &answer);
     return answer;
 }
@@ -668,13 +714,13 @@ static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned c
     if (kind < 0)
         return refuse(r, CD_REASON_MALFORMED, a);
     if (r->config.sync)
-        return hand_over(r, a, data, kind, records, codec_id, &section);
+        return hand_over(r, a, data, kind, codec_id, &section);
     if (kind == 3)
         return accept_section(r, a, &section);
     if (kind == 2)
         return accept_part(r, a, &part);
     if (kind == 1)
-        return accept_batch(r, a, data, records, record_bytes, codec_id);
+        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id);
 
     if (!make_room(r, 1, a->size, a))
         return FALSE;
@@ -1002,23 +1048,27 @@ void cd_receiver_reply(cd_receiver *r, cd_message *message, intptr_t result)
 
 const void *cd_receiver_keep_section(cd_receiver *r, cd_message *message)
 {
-    mapped_section *slot = (mapped_section *)message->section;
-    const void *view;
+    handed_section *handed = (handed_section *)message->section;
 
     (void)r;
-    /* The pump thread waits for this message's reply meanwhile: it cannot touch the slot. */
-    if (slot == NULL || slot->view == NULL)
+    if (handed == NULL)
         return NULL;
-    view = slot->view;
-    memset(slot, 0, sizeof *slot);  /* forgotten, not unmapped */
-    message->section = NULL;
-    return view;
+    /* The pump thread waits for this message's reply meanwhile: it cannot touch the slot. */
+    if (handed->slot != NULL) {
+        memset(handed->slot, 0, sizeof *handed->slot);  /* forgotten, not unmapped */
+        handed->slot = NULL;
+    }
+    InterlockedIncrement(&handed->kept->references);
+    return handed->kept;
 }
 
-void cd_kept_section_release(const void *view)
+void cd_kept_section_release(const void *kept)
 {
-    if (view != NULL)
-        cd_section_unmap((const unsigned char *)view);
+    kept_section *k = (kept_section *)kept;
+    if (k != NULL && InterlockedDecrement(&k->references) == 0) {
+        cd_section_unmap(k->view);
+        free(k);
+    }
 }
 
 void cd_receiver_stats(cd_receiver *r, cd_stats *stats)

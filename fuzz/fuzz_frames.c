@@ -10,8 +10,8 @@
  *   - whatever cd_seal_check accepts has its MAC and inner payload inside the payload;
  *   - no payload is more than one kind of frame;
  *   - read as a script of sealed frames arriving, the replay table never takes one frame twice;
- *   - a frame built with cd_batch_start/cd_batch_append from the input's pieces checks valid
- *     and gives those pieces back unchanged.
+ *   - a frame built with cd_batch_start/cd_batch_add from the input's pieces, moved halfway
+ *     into memory lent to it (cd_batch_move), checks valid and gives those pieces back unchanged.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,24 +21,33 @@
 
 #define EXPECT(condition) do { if (!(condition)) __builtin_trap(); } while (0)
 
-/* The same walk as accept_batch in csrc/receiver.c, copying every record as it does. */
+/* An independent walk over the records cd_batch_check accepted, copying every record as the
+ * receiver does: cd_batch_next, which the receiver walks with, must find the same ones. */
 static void walk_batch(const uint8_t *data, size_t size, size_t records, size_t record_bytes)
 {
-    size_t offset = CD_ENVELOPE_HEADER_SIZE, seen = 0, bytes = 0;
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, next_offset = CD_ENVELOPE_HEADER_SIZE, seen = 0, bytes = 0;
 
     while (offset < size) {
         uint32_t length;
+        uint64_t tag, next_tag;
+        const unsigned char *next_data;
+        size_t next_length;
         char *copy;
+        memcpy(&tag, data + offset, 8);
         memcpy(&length, data + offset + 8, 4);
         offset += CD_BATCH_RECORD_HEADER_SIZE;
         EXPECT(length <= size - offset);
+        EXPECT(cd_batch_next(data, size, &next_offset, &next_tag, &next_data, &next_length) == 1);
+        EXPECT(next_tag == tag && next_length == length && next_data == data + offset);
         copy = (char *)malloc(length ? length : 1);
-        memcpy(copy, data + offset, length);
+        memcpy(copy, next_data, next_length);
         free(copy);
         offset += length;
+        EXPECT(next_offset == offset);
         seen++;
         bytes += length;
     }
+    EXPECT(cd_batch_next(data, size, &next_offset, NULL, NULL, NULL) == 0);
     EXPECT(offset == size && seen == records && bytes == record_bytes && seen > 0);
 }
 
@@ -72,14 +81,22 @@ static void round_trip(const uint8_t *data, size_t size)
     cd_batch batch = {0};
     size_t offset = 0, pieces = 0, records, record_bytes;
     int codec_id;
+    static unsigned char borrowed[1 << 17];
 
     if (cd_batch_start(&batch, 3) != CD_OK)
         return;
     while (offset < size) {
+        if (offset >= size / 2 && !batch.borrowed)  /* the rest goes on in memory lent to it */
+            EXPECT(cd_batch_move(&batch, borrowed, sizeof borrowed) == (batch.size <= sizeof borrowed ? CD_OK : CD_FULL));
         size_t length = data[offset++];
         if (length > size - offset)
             length = size - offset;
-        EXPECT(cd_batch_append(&batch, (uint64_t)pieces * 0x9E3779B97F4A7C15ull, data + offset, length) == CD_OK);
+        int status = cd_batch_add(&batch, (uint64_t)pieces * 0x9E3779B97F4A7C15ull, data + offset, length, SIZE_MAX);
+        if (status == CD_FULL) {  /* only lent memory fills up: what is in it must still read back */
+            EXPECT(batch.borrowed && CD_BATCH_RECORD_HEADER_SIZE + length > batch.capacity - batch.size);
+            break;
+        }
+        EXPECT(status == CD_OK);
         offset += length;
         pieces++;
     }

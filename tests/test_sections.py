@@ -8,6 +8,7 @@ import hashlib
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,10 +47,20 @@ def descriptor(name: str, offset: int, length: int, characters: int | None = Non
     return SECTION_FRAME.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, count) + encoded
 
 
+def batch_frame(*records: tuple[int, bytes], codec: int = 0, claimed_size: int | None = None) -> bytes:
+    """What a descriptor's range holds: a batch frame (a record may claim a size it has not)."""
+    body = b"".join(struct.pack("<QI", tag, len(data) if claimed_size is None else claimed_size) + data
+                    for tag, data in records)
+    return _envelope.HEADER.pack(_envelope.MAGIC, 1, codec, 4, 0, 0) + body
+
+
+TEN = batch_frame((1, b"\x5a" * 10))  # 38 bytes: one record of ten bytes
+
+
 class Section:
     """A section made by hand, with the security descriptor the test chooses."""
 
-    def __init__(self, name: str, size: int, sddl: str | None = None) -> None:
+    def __init__(self, name: str, size: int, sddl: str | None = None, content: bytes = b"", at: int = 0) -> None:
         attributes = None
         if sddl is not None:
             descriptor_pointer = ctypes.c_void_p()
@@ -68,6 +79,7 @@ class Section:
             raise ctypes.WinError(ctypes.get_last_error())
         view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(self.handle), 0x2, 0, 0, size)
         ctypes.memset(view, 0x5A, size)
+        ctypes.memmove(view + at, content, len(content))
         kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
 
     def close(self) -> None:
@@ -133,13 +145,13 @@ def test_a_section_owned_by_someone_else_is_refused(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
     assert USER != "S-1-5-32-544"
     try:
-        foreign = Section(name, 4096, "O:BAD:(A;;GA;;;WD)")  # owned by Administrators, open to all
+        foreign = Section(name, 4096, "O:BAD:(A;;GA;;;WD)", TEN)  # owned by Administrators, open to all
     except OSError as error:
         pytest.fail(f"could not create a section owned by another SID: {error}")
     try:
         with copydata.Receiver() as receiver:
             with pytest.raises(copydata.Rejected):
-                copydata.send(receiver, descriptor(name, 0, 100))
+                copydata.send(receiver, descriptor(name, 0, len(TEN)))
             assert receiver.stats.refused_section == 1
     finally:
         foreign.close()
@@ -147,21 +159,76 @@ def test_a_section_owned_by_someone_else_is_refused(unique_name):
 
 def test_ranges_outside_the_section_and_missing_sections_are_refused(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
-    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})")  # ours, as a Sender makes them
+    end = 65536 - len(TEN)
+    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})", TEN, at=end)  # ours, as a Sender makes them
     try:
         with copydata.Receiver() as receiver:
-            assert copydata.send(receiver, descriptor(name, 65536 - 10, 10), tag=1) == 1
-            assert receiver.recv(timeout=5).data == b"\x5a" * 10
-            for offset, length in [(65536 - 10, 11), (65536, 1), (1 << 40, 1), (0, 1 << 32)]:
+            assert copydata.send(receiver, descriptor(name, end, len(TEN))) == 1
+            assert (receiver.recv(timeout=5).data, receiver.stats.received_messages) == (b"\x5a" * 10, 1)
+            for offset, length in [(end, len(TEN) + 1), (65536, 1), (1 << 40, 1), (0, 1 << 32)]:
                 with pytest.raises(copydata.Rejected):
                     copydata.send(receiver, descriptor(name, offset, length))
             with pytest.raises(copydata.Rejected):
                 copydata.send(receiver, descriptor(name + "-missing", 0, 1))
-            # 4 GiB is above max_transfer_size: refused for that before the section is opened
-            assert (receiver.stats.refused_section, receiver.stats.refused_too_large) == (4, 1)
+            assert receiver.stats.refused_section == 5
             with pytest.raises(copydata.RecvTimeout):
                 receiver.recv(timeout=0.1)
     finally:
+        ours.close()
+
+
+@pytest.mark.parametrize("content, refusal", [
+    (b"\x5a" * 64, "malformed"),                                      # no frame at all
+    (batch_frame(), "malformed"),                                       # a frame of no record
+    (batch_frame((1, b"abc"), claimed_size=1000), "malformed"),          # a record past the range
+    (batch_frame((1, b"abc"), codec=3), "malformed"),                   # not the descriptor's codec
+    (batch_frame((1, bytes(600)), (2, bytes(600))), "too_large"),       # 1,200 bytes of messages
+], ids=["no-frame", "no-record", "past-the-range", "another-codec", "too-large"])
+def test_what_a_section_holds_is_checked_before_anything_is_queued(unique_name, content, refusal):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})", content)
+    try:
+        with copydata.Receiver(max_transfer_size=1000) as receiver:
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, descriptor(name, 0, len(content)))
+            assert getattr(receiver.stats, f"refused_{refusal}") == 1
+            assert receiver.stats.received_messages == 0
+    finally:
+        ours.close()
+
+
+def test_a_section_rewritten_while_the_receiver_reads_it_never_takes_it_outside(unique_name):
+    """A sender may go on writing into its section while the receiver walks the frame there:
+    the receiver reads each record length once, so it queues what it checked or nothing."""
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    frame = batch_frame((1, b"a" * 100), (2, b"b" * 100))
+    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})", frame)
+    view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(ours.handle), 0x2, 0, 0, 4096)
+    length_field = view + 16 + 8  # the first record's length
+    stop = threading.Event()
+
+    def rewrite() -> None:  # the first record's length: right, then far past the range, again and again
+        right, wrong = struct.pack("<I", 100), struct.pack("<I", 0xFFFFFF00)
+        while not stop.is_set():
+            for value in (wrong, right):
+                ctypes.memmove(length_field, value, 4)
+
+    writer = threading.Thread(target=rewrite)
+    try:
+        with copydata.Receiver(max_queue_messages=1_000_000) as receiver:
+            writer.start()
+            accepted = sum(copydata.send(receiver, descriptor(name, 0, len(frame)), check=False) for _ in range(300))
+            stop.set()
+            writer.join()
+            messages = receiver.recv_many(1000, timeout=5) if accepted else []
+            stats = receiver.stats
+        assert accepted + stats.refused_malformed == 300
+        assert len(messages) == 2 * accepted
+        assert all((m.tag, m.data) in ((1, b"a" * 100), (2, b"b" * 100)) for m in messages)
+        print(f"{accepted} of 300 accepted while the length changed under the receiver")
+    finally:
+        stop.set()
+        kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
         ours.close()
 
 
@@ -187,12 +254,12 @@ def test_malformed_descriptors_are_refused_as_malformed(frame):
 
 def test_an_unknown_codec_on_a_real_section_neither_passes_nor_stops_delivery(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
-    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})")
+    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})", batch_frame((1, b"x"), codec=9))
     delivered: list = []
     try:
         with copydata.Receiver(on_message=delivered.append) as receiver:
             with pytest.raises(copydata.Rejected):
-                copydata.send(receiver, descriptor(name, 0, 16, codec=9))
+                copydata.send(receiver, descriptor(name, 0, 29, codec=9))
             copydata.send(receiver, b"still delivering", tag=2)
             deadline = time.monotonic() + 5
             while not delivered and time.monotonic() < deadline:
@@ -221,8 +288,11 @@ def test_a_sync_receiver_reads_a_senders_shared_memory_in_place(start_peer):
         peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
         assert peer.read(timeout=60) == {"sent": len(specs)}
         peer.finish()
-        assert seen == [(tag, "memoryview" if size > 1 << 20 else "bytes", hashlib.sha256(payload(size, seed)).digest())
-                        for tag, size, seed in specs]
+        # Those above the peer's shm_threshold (1 MiB) are in shared memory whatever the timing;
+        # the small ones too when the linger put them in the same frame.
+        assert [(tag, digest) for tag, _, digest in seen] == [(tag, hashlib.sha256(payload(size, seed)).digest())
+                                                               for tag, size, seed in specs]
+        assert all(kind == "memoryview" for (_, kind, _), (_, size, _) in zip(seen, specs) if size > 1 << 20)
         with pytest.raises(ValueError, match="released"):
             bytes(kept["message"].data)
         # The sender has ended, and the receiver's sweep has unmapped the sections it cached:
@@ -236,6 +306,25 @@ def test_a_sync_receiver_reads_a_senders_shared_memory_in_place(start_peer):
         assert receiver.stats.refused_messages == 0
 
 
+def test_a_section_kept_by_a_sync_receiver_is_never_written_again():
+    """A view kept past its callback keeps the sender's section mapped; the receiver answers
+    so, and the sender writes its next frames into a new section, not over the view."""
+    kept = []
+
+    def on_message(message):
+        if message.tag == 1:
+            kept.append(message.data[:1000])
+
+    with copydata.Receiver(sync=True, copy=False, on_message=on_message) as receiver:
+        with copydata.Sender(receiver, linger=60, shm_threshold=1000) as sender:
+            sender.send(b"a" * 5000, tag=1)
+            sender.flush()
+            sender.send(b"b" * 5000, tag=2)  # the same place in the section as the first one
+            sender.flush()
+        assert receiver.stats.received_messages == 2
+    assert bytes(kept[0]) == b"a" * 1000
+
+
 def test_a_sync_receiver_copies_shared_memory_by_default(start_peer):
     received = []
     with copydata.Receiver(sync=True, on_message=lambda message: received.append(message.data)) as receiver:
@@ -246,17 +335,20 @@ def test_a_sync_receiver_copies_shared_memory_by_default(start_peer):
 
 def test_a_sync_receiver_checks_descriptors_as_a_queue_does(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
-    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})")
+    end = 65536 - len(TEN)
+    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})", TEN, at=end)
     received = []
     try:
         with copydata.Receiver(sync=True, copy=False, on_message=lambda m: received.append(bytes(m.data))) as receiver:
-            assert copydata.send(receiver, descriptor(name, 65536 - 10, 10), tag=1) == 1
-            for offset, length in [(65536 - 10, 11), (65536, 1), (1 << 40, 1)]:
+            assert copydata.send(receiver, descriptor(name, end, len(TEN))) == 1
+            for offset, length in [(end, len(TEN) + 1), (65536, 1), (1 << 40, 1)]:
                 with pytest.raises(copydata.Rejected):
                     copydata.send(receiver, descriptor(name, offset, length))
             with pytest.raises(copydata.Rejected):
                 copydata.send(receiver, descriptor(name + "-missing", 0, 1))
-            assert receiver.stats.refused_section == 4
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, descriptor(name, 0, 64))  # 0x5a bytes: no frame
+            assert (receiver.stats.refused_section, receiver.stats.refused_malformed) == (4, 1)
         assert received == [b"\x5a" * 10]
     finally:
         ours.close()

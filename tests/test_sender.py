@@ -137,7 +137,7 @@ def test_errors_are_typed():
 
 def test_a_message_above_the_receivers_max_transfer_size_is_rejected():
     with copydata.Receiver(max_transfer_size=1000) as receiver:
-        sender = copydata.Sender(receiver, chunk_size=500, timeout=0.3)
+        sender = copydata.Sender(receiver, shm_threshold=None, chunk_size=500, timeout=0.3)
         started = time.monotonic()
         with pytest.raises(copydata.Rejected, match="part 1 of a 1001-byte message"):
             sender.send(bytes(1001))
@@ -146,6 +146,22 @@ def test_a_message_above_the_receivers_max_transfer_size_is_rejected():
         sender.send(bytes(1000))  # the sender is still usable
         sender.close()
         assert len(receiver.recv(timeout=5).data) == 1000
+
+
+def test_a_shared_memory_frame_above_the_receivers_max_transfer_size_is_rejected():
+    with copydata.Receiver(max_transfer_size=1000) as receiver:
+        sender = copydata.Sender(receiver, shm_threshold=100, linger=60, timeout=0.3)
+        started = time.monotonic()
+        sender.send(bytes(600), tag=1)
+        sender.send(bytes(600), tag=2)  # 2 records in a frame of 1,240 bytes
+        with pytest.raises(copydata.Rejected, match="frame of 2 messages; they are still pending in shared memory"):
+            sender.flush()
+        assert time.monotonic() - started < 3
+        assert receiver.stats.refused_too_large >= 1
+        assert sender.pending == 2
+        with pytest.raises(copydata.Rejected):
+            sender.close()  # flushes again, refused again
+        assert receiver.stats.received_messages == 0
 
 
 def test_a_background_error_is_raised_by_the_next_call():
