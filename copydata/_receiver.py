@@ -165,10 +165,11 @@ class Receiver:
     programs); enveloped payloads say their own codec. ``raw=True`` turns envelope decoding
     off. Pickled payloads are refused and counted unless ``allow_pickle=True``.
 
-    A ``Sender`` splits a message larger than one WM_COPYDATA into parts; the receiver puts
-    it together in C, up to ``max_transfer_size`` bytes (default 64 MiB, or
-    ``max_queue_bytes`` if smaller), and drops (and counts) one whose next part is
-    ``part_timeout`` seconds late.
+    A ``Sender`` sends a large frame through shared memory (or, without it, splits a large
+    message into parts, which the receiver puts together in C); either way the receiver
+    takes up to ``max_transfer_size`` bytes of messages at once (default 64 MiB, or
+    ``max_queue_bytes`` if smaller), and drops (and counts) a split message whose next part
+    is ``part_timeout`` seconds late.
 
     ``name`` publishes the window so that ``send("name", ...)`` and :func:`copydata.find`
     reach it (two live receivers cannot hold one name: :class:`NameInUse`); ``channels``
@@ -189,9 +190,10 @@ class Receiver:
     after close. Other codecs decode as usual. In sync mode, ``copy=False`` hands a message
     that came through a ``Sender``'s shared memory over as a read-only view of that memory
     itself, with no copy at all: the view is released when ``on_message`` returns (using it
-    later raises ``ValueError``); a slice of it kept longer stays readable, but the sender
-    may have written its next message there by then, so copy what you keep. Other messages
-    are copied in sync mode.
+    later raises ``ValueError``); a slice of it kept longer stays readable and unchanged (the
+    receiver answers the frame so, and the sender writes its next frames into a new section),
+    and keeps that memory mapped until the last such slice goes. Other messages are copied in
+    sync mode.
     """
 
     def __init__(

@@ -61,9 +61,12 @@ typedef struct cd_pool {
     struct spare_block {
         cd_message *block;
         ULONGLONG freed_ms;
-    } spares[2];
+    } spares[8];
 } cd_pool;
 #define POOLED_MESSAGE_SIZE (1u << 20)
+/* Two spare blocks of any size; more only while all of them hold at most this much (a frame
+ * of several large messages needs a block for each). */
+#define POOL_SPARE_BYTES ((size_t)32 << 20)
 #define POOL_IDLE_MS 1000
 
 #define PART_SWEEP_TIMER 1
@@ -295,22 +298,37 @@ static cd_message *pool_take(cd_pool *pool, size_t capacity)
 static void release_message(cd_message *m)
 {
     cd_pool *pool = m->pool;
-    size_t i, spare = 0;
+    size_t i, count = 0, held = 0, empty = SIZE_MAX, smallest = SIZE_MAX;
+    struct spare_block *slot = NULL;
 
     if (pool == NULL) {
         free(m);
         return;
     }
-    /* Keep it in place of nothing, or of a smaller block. */
     AcquireSRWLockExclusive(&pool->lock);
-    for (i = 1; i < sizeof pool->spares / sizeof pool->spares[0]; i++)
-        if (pool->spares[i].block == NULL
-            || (pool->spares[spare].block && pool->spares[i].block->capacity < pool->spares[spare].block->capacity))
-            spare = i;
-    if (!pool->closed && (pool->spares[spare].block == NULL || pool->spares[spare].block->capacity < m->capacity)) {
-        free(pool->spares[spare].block);
-        pool->spares[spare].block = m;
-        pool->spares[spare].freed_ms = GetTickCount64();
+    for (i = 0; i < sizeof pool->spares / sizeof pool->spares[0]; i++) {
+        cd_message *block = pool->spares[i].block;
+        if (block == NULL) {
+            empty = i;
+            continue;
+        }
+        count++;
+        held += block->capacity;
+        if (smallest == SIZE_MAX || block->capacity < pool->spares[smallest].block->capacity)
+            smallest = i;
+    }
+    /* Kept in an empty slot, or in place of a smaller block; never past the byte limit but for two. */
+    if (pool->closed)
+        slot = NULL;
+    else if (empty != SIZE_MAX && (count < 2 || held + m->capacity <= POOL_SPARE_BYTES))
+        slot = &pool->spares[empty];
+    else if (smallest != SIZE_MAX && pool->spares[smallest].block->capacity < m->capacity
+             && (count <= 2 || held - pool->spares[smallest].block->capacity + m->capacity <= POOL_SPARE_BYTES))
+        slot = &pool->spares[smallest];
+    if (slot != NULL) {
+        free(slot->block);
+        slot->block = m;
+        slot->freed_ms = GetTickCount64();
         m = NULL;
     }
     ReleaseSRWLockExclusive(&pool->lock);

@@ -123,9 +123,9 @@ def test_large_blocks_are_reused_while_messages_stream_then_freed_when_idle(star
             assert (message.tag, message.data) == (tag, payload(size, seed))
             del message
         assert peer.read(timeout=60) == {"sent": len(specs)}
-        # 96 MiB went through; the queue (24 MiB), the message held and the two spare blocks
-        # (8 MiB each) hold at most 48 MiB of it.
-        assert highest < 56 << 20, f"{highest} bytes held at once"
+        # 96 MiB went through; the queue (24 MiB), the message held (8 MiB) and the spare
+        # blocks (two, or more while they hold at most 32 MiB) hold at most 64 MiB of it.
+        assert highest < 68 << 20, f"{highest} bytes held at once"
         print(f"at most {highest} bytes held at once while 96 MiB went through")
         time.sleep(2.5)  # spare blocks unused for a second are freed by the next sweep
         assert private_bytes() - before < 4 << 20

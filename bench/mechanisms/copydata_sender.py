@@ -1,4 +1,4 @@
-"""copydata.Sender: small messages packed into batch frames, those above 1 MiB through shared
+"""copydata.Sender: messages packed into batch frames, frames above 64 KiB built in shared
 memory, to the same queue-mode Receiver as copydata.send's."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import copydata
 from mechanisms.copydata_send import SEND_TIMEOUT, serve  # noqa: F401  (same receiving end)
 
 LABEL = "copydata.Sender"
-NOTE = ("copydata.Sender with its defaults: batch frames up to 1 MiB, messages above 1 MiB through a "
+NOTE = ("copydata.Sender with its defaults: batch frames up to 8 MiB, those above 64 KiB built in a "
         "shared-memory section; streaming: flushed once, at the end")
 # Messages are batched, so one message's round trip means nothing: throughput only.
 ROUND_TRIP = False
