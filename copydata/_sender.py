@@ -83,10 +83,9 @@ class Sender:
         largest = MAX_MESSAGE_SIZE - (0 if key is None else _seal.HEADER_SIZE)
         self._codec = _codecs.resolve(codec)
         self._codec_id = _codecs.codec_id(self._codec)
-        least = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
         _checks.positive_size(max_batch_bytes, "max_batch_bytes")
-        if max_batch_bytes < least:
-            raise ValueError(f"max_batch_bytes must be at least {least} (one empty message)")
+        if max_batch_bytes < _FRAME_OVERHEAD:
+            raise ValueError(f"max_batch_bytes must be at least {_FRAME_OVERHEAD} (one empty message)")
         if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not 0 <= linger < 3600:
             raise ValueError(f"linger must be a number of seconds from 0 to 3600; got {linger!r}")
         self._linger = float(linger)
