@@ -51,7 +51,11 @@ class Sender:
     sender's (owned by and open only to the current user, under an unguessable name) and
     only a small descriptor of it travels as WM_COPYDATA: each message is copied into the
     section once and out of it once, by the receiver, and many large messages cost one round
-    trip. With ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
+    trip. The section has two halves of ``max_batch_bytes``: the receiver answers a frame
+    before it copies it out, and the sender fills the other half meanwhile. A message larger
+    than ``max_batch_bytes`` goes through the halves in parts, so the section never grows
+    (sent whole instead to a receiver in sync mode, which takes no parts). With
+    ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
     :data:`~copydata.MAX_MESSAGE_SIZE` bytes each), and a message larger than ``chunk_size``
     goes in parts of at most ``chunk_size`` bytes, which the receiver puts back together.
     Either way messages arrive in order.
@@ -98,8 +102,10 @@ class Sender:
         else:
             self._frame_limit, self._inline_limit = max_batch_bytes, min(self._shm_threshold, largest)
         self._section: Any = None  # cd_section *, created when a frame first outgrows inline_limit
-        self._section_name = ""
-        self._section_size = 0
+        self._section_name = b""  # UTF-16, as a descriptor carries it
+        self._half_size = 0        # the section holds two halves of this size ...
+        self._half = 0             # ... and the frame is built in this one
+        self._whole_messages = False  # the receiver takes no parts (sync mode)
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
         self._encodes = not isinstance(self._codec, _codecs.BytesCodec)
@@ -142,6 +148,11 @@ class Sender:
                 self._flush_frame()  # what came before goes first
                 self._send_parts(tag, pointer, size)
                 return
+            if (self._shm_threshold is not None and _FRAME_OVERHEAD + size > self._frame_limit
+                    and not self._whole_messages):
+                self._flush_frame()
+                if self._send_section_parts(tag, pointer, size):
+                    return
             if (self._shm_threshold is not None and not self._batch.borrowed
                     and lib.CD_BATCH_RECORD_HEADER_SIZE + size > self._inline_limit - self._batch.size):
                 # The frame outgrows WM_COPYDATA: into shared memory, before this message is copied in.
@@ -210,17 +221,61 @@ class Sender:
             return
         what = f"a frame of {self._batch.records} messages; they are still pending"
         if self._batch.borrowed and self._batch.size > self._inline_limit:
-            name = self._section_name.encode("utf-16-le")
-            descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION)
-                          + _SECTION_FIELDS.pack(0, self._batch.size, len(self._section_name)) + name)
-            answer = self._deliver(0, ffi.from_buffer(descriptor), len(descriptor), what + " in shared memory")
+            answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory")
+            self._start_frame()
             if answer == lib.CD_ANSWER_SECTION_KEPT:
                 # The receiver still reads this section (views kept past sync-mode callbacks).
-                self._open_section(self._section_size, fresh=True)
+                self._open_section(self._half_size)
+            else:
+                self._switch_half()
         else:
             self._deliver(0, self._batch.data, self._batch.size, what)
-        self._start_frame()
+            self._start_frame()
+            if self._batch.borrowed:
+                self._switch_half()
         self._first_waiting_since = None
+
+    def _deliver_section_frame(self, tag: int, size: int, what: str) -> int:
+        """Offers the frame of ``size`` bytes in the current half; the answer."""
+        descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION)
+                      + _SECTION_FIELDS.pack(self._half * self._half_size, size, len(self._section_name) // 2)
+                      + self._section_name)
+        return self._deliver(tag, ffi.from_buffer(descriptor), len(descriptor), what)
+
+    def _switch_half(self) -> None:
+        """Moves the (empty) frame to the other half. The receiver may still be copying the
+        frame just answered out of this one; it is done once it has answered the next one."""
+        self._half ^= 1
+        view = ffi.cast("char *", lib.cd_section_view(self._section)) + self._half * self._half_size
+        lib.cd_batch_move(self._batch, view, self._half_size)
+
+    def _send_section_parts(self, tag: int, pointer: Any, size: int) -> bool:
+        """Sends one message in parts through the halves of the section; False (nothing sent)
+        when the receiver takes no parts."""
+        if self._section is None:
+            self._open_section(self._frame_limit)
+        transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
+        chunk_size = self._half_size - lib.CD_PART_HEADER_SIZE
+        for offset in range(0, size, chunk_size):
+            length = min(chunk_size, size - offset)
+            frame = ffi.cast("char *", self._batch.data)  # the empty frame's half, overwritten
+            header = (_envelope.header(self._codec_id, lib.CD_KIND_PART, transfer_id)
+                      + _PART_FIELDS.pack(size, offset))
+            ffi.memmove(frame, header, len(header))
+            ffi.memmove(frame + len(header), pointer + offset, length)
+            answer = self._deliver_section_frame(
+                tag, len(header) + length,
+                f"part {offset // chunk_size + 1} of a {size}-byte message, which is lost")
+            if answer == lib.CD_ANSWER_NO_PARTS:
+                if offset:
+                    raise Rejected(f"window {self._hwnd:#x} took the first parts of a {size}-byte message "
+                                   f"and refused the next one; the message is lost")
+                self._whole_messages = True
+                self._start_frame()
+                return False
+            self._start_frame()
+            self._switch_half()
+        return True
 
     def _send_parts(self, tag: int, pointer: Any, size: int) -> None:
         transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
@@ -229,14 +284,17 @@ class Sender:
             chunk = view[offset:offset + self._chunk_size]
             frame = (_envelope.header(self._codec_id, lib.CD_KIND_PART, transfer_id)
                      + _PART_FIELDS.pack(size, offset) + chunk)
-            self._deliver(tag, ffi.from_buffer(frame), len(frame),
-                          f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
+            answer = self._deliver(tag, ffi.from_buffer(frame), len(frame),
+                                   f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
+            if answer == lib.CD_ANSWER_NO_PARTS:
+                raise Rejected(f"window {self._hwnd:#x} takes no parts in sync mode, and a message of {size} "
+                               f"bytes is larger than chunk_size ({self._chunk_size}) with shm_threshold=None")
 
-    def _open_section(self, least: int, fresh: bool = False) -> None:
-        """Moves the frame into a new section of at least ``least`` bytes (a larger one, unless
-        ``fresh``): the receiver copies a frame out before it answers, so one section serves
-        every frame until a larger one is needed."""
-        capacity = least if fresh else max(least, self._frame_limit, 2 * self._section_size)
+    def _open_section(self, least: int) -> None:
+        """Moves the frame into the first half of a new section whose halves hold at least
+        ``least`` bytes (and max_batch_bytes)."""
+        half = max(least, self._frame_limit)
+        capacity = 2 * half
         name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
         section = ffi.new("cd_section **")
         error = ffi.new("uint32_t *")
@@ -244,12 +302,13 @@ class Sender:
         if status != lib.CD_OK:
             raise CopyDataError(f"could not create a shared-memory section of {capacity} bytes: "
                                 f"{describe_error(status, error[0])}")
-        if lib.cd_batch_move(self._batch, lib.cd_section_view(section[0]), capacity) != lib.CD_OK:
+        if lib.cd_batch_move(self._batch, lib.cd_section_view(section[0]), half) != lib.CD_OK:
             lib.cd_section_close(section[0])
             raise MemoryError(f"a frame of {self._batch.size} bytes does not fit a section of {capacity}")
         if self._section is not None:
             lib.cd_section_close(self._section)
-        self._section, self._section_name, self._section_size = section[0], name, capacity
+        self._section, self._section_name = section[0], name.encode("utf-16-le")
+        self._half_size, self._half = half, 0
 
     def _deliver(self, tag: int, data: Any, size: int, what: str) -> int:
         """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it; the answer."""

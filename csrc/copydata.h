@@ -34,7 +34,11 @@
 #define CD_MAX_TRANSFERS 64
 /* A section descriptor: an envelope of kind CD_KIND_SECTION (request id 0), then u64 offset,
  * u64 length, u32 name length in characters, then the section's name in UTF-16 (no NUL).
- * The range it names in that section holds a batch frame of the descriptor's codec. */
+ * The range it names in that section holds a batch frame or a part frame of the
+ * descriptor's codec (a part's tag is the descriptor's dwData). A receiver in queue mode
+ * answers once it has checked the frame and before it copies it out: the sender then writes
+ * its next frame elsewhere in the section, and may reuse this range once the receiver has
+ * answered a later message of its, which the receiver takes only after the copy. */
 #define CD_KIND_SECTION 6
 #define CD_SECTION_HEADER_SIZE 36
 #define CD_SECTION_PREFIX "Local\\copydata.v1.shm."   /* ASCII; names are UTF-16 */
@@ -42,6 +46,9 @@
 /* What a receiver answers a section descriptor when views of the section outlive the
  * message (sync mode, copy=False): accepted, and the sender must not write there again. */
 #define CD_ANSWER_SECTION_KEPT 2
+/* What a receiver answers a part it refuses because it takes no parts (sync mode): a sender
+ * may send that message whole instead. */
+#define CD_ANSWER_NO_PARTS 3
 /* A sealed frame, for receivers with a key: an envelope of kind CD_KIND_SEALED (codec 0,
  * request id 0), then u64 sealer id (random, nonzero), u64 counter (from 1), u64 the
  * sealer's GetTickCount64() in ms, the HMAC-SHA256, then the inner payload, which is any

@@ -180,16 +180,25 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
 
 int cd_part_check(const unsigned char *data, size_t size, cd_part *part)
 {
+    /* Read once, through volatile: a part may lie in a sender's section, which it writes to. */
+    const volatile unsigned char *shared = data;
+    unsigned char header[CD_PART_HEADER_SIZE];
+    size_t i;
+
     memset(part, 0, sizeof *part);
-    if (envelope_kind(data, size) != CD_KIND_PART)
+    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE)
+        return 0;
+    for (i = 0; i < (size < CD_PART_HEADER_SIZE ? CD_ENVELOPE_HEADER_SIZE : CD_PART_HEADER_SIZE); i++)
+        header[i] = shared[i];
+    if (envelope_kind(header, CD_ENVELOPE_HEADER_SIZE) != CD_KIND_PART)
         return 0;
     /* From here on it claims to be a part frame: anything wrong makes it malformed. */
-    if (size < CD_PART_HEADER_SIZE || !codec_is_known(data[5]) || data[7] != 0)
+    if (size < CD_PART_HEADER_SIZE || !codec_is_known(header[5]) || header[7] != 0)
         return -1;
-    memcpy(&part->transfer_id, data + 8, 8);
-    memcpy(&part->total, data + 16, 8);
-    memcpy(&part->offset, data + 24, 8);
-    part->codec_id = data[5];
+    memcpy(&part->transfer_id, header + 8, 8);
+    memcpy(&part->total, header + 16, 8);
+    memcpy(&part->offset, header + 24, 8);
+    part->codec_id = header[5];
     part->data = data + CD_PART_HEADER_SIZE;
     part->length = size - CD_PART_HEADER_SIZE;
     if (part->transfer_id == 0 || part->length == 0 || part->offset > part->total

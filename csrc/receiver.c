@@ -405,20 +405,33 @@ static void append_all(cd_receiver *r, cd_message *first)
     r->queued_unannounced = 1;
 }
 
+/* A frame in a sender's section is answered before its bytes are copied out, so that the
+ * sender fills the other half of its section meanwhile (see CD_KIND_SECTION): by then it
+ * has been checked and the memory it goes to is allocated, so nothing after can refuse it. */
+static void answer_before_copying(int in_section)
+{
+    if (in_section)
+        ReplyMessage(TRUE);
+}
+
 /* Queues every record of a batch frame (already checked by cd_batch_check), or none. The
  * frame may lie in a sender's section, which the sender can write to meanwhile: should the
  * records no longer be those counted, nothing is queued. */
 static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
-                            size_t records, size_t record_bytes, int codec_id)
+                            size_t records, size_t record_bytes, int codec_id, int in_section)
 {
-    cd_message *first = NULL, **link = &first;
+    cd_message *first = NULL, **link = &first, *m;
     size_t offset = CD_ENVELOPE_HEADER_SIZE, length, count = 0, copied = 0;
-    const unsigned char *bytes;
+    const unsigned char *bytes, **sources;
     uint64_t tag;
     int found;
 
     if (!make_room(r, records, record_bytes, a))
         return FALSE;
+    /* Where each record's bytes are: each length is read once, and the copy comes after. */
+    sources = (const unsigned char **)malloc(records * sizeof *sources);
+    if (sources == NULL)
+        return refuse(r, CD_REASON_QUEUE_FULL, a);
     while ((found = cd_batch_next(frame, size, &offset, &tag, &bytes, &length)) == 1) {
         if (++count > records || length > record_bytes - copied) {
             found = -1;
@@ -427,17 +440,23 @@ static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned cha
         copied += length;
         *link = new_large_message(r, tag, a->sender, length, codec_id);
         if (*link == NULL) {
+            free(sources);
             cd_messages_free(first);
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
-        if (length)
-            memcpy((void *)(*link)->data, bytes, length);
+        sources[count - 1] = bytes;
         link = &(*link)->next;
     }
     if (found < 0 || count != records) {
+        free(sources);
         cd_messages_free(first);
         return refuse(r, CD_REASON_MALFORMED, a);
     }
+    answer_before_copying(in_section);
+    for (m = first, count = 0; m != NULL; m = m->next, count++)
+        if (m->size)
+            memcpy((void *)m->data, sources[count], m->size);
+    free(sources);
     append_all(r, first);
     return TRUE;
 }
@@ -496,7 +515,7 @@ static cd_transfer **find_transfer(cd_receiver *r, uint64_t sender, uint64_t tra
 
 /* One part of a split message (already checked by cd_part_check). Parts come in order; the
  * message is queued when its last part arrives, or refused then, whole, until it fits. */
-static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part)
+static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part, int in_section)
 {
     ULONGLONG now = GetTickCount64();
     cd_transfer **link, *t;
@@ -540,6 +559,7 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
     complete = t->received + part->length == t->message->size;
     if (complete && !make_room(r, 1, t->message->size, a))
         return FALSE; /* the sender offers this last part again */
+    answer_before_copying(in_section);
     memcpy((char *)t->message->data + part->offset, part->data, part->length);
     t->received += part->length;
     t->last_part_ms = now;
@@ -604,39 +624,57 @@ static mapped_section *described_section(cd_receiver *r, const arrival *a, const
     return section;
 }
 
-/* The batch frame a descriptor's range holds, if it is one, of the descriptor's codec, and no
- * larger in messages than max_transfer_size; 0 when refused (and counted). */
-static int section_frame_ok(cd_receiver *r, const arrival *a, const unsigned char *frame,
-                            const cd_section_descriptor *descriptor, size_t *records, size_t *record_bytes)
+/* What a descriptor's range holds: 1 a batch frame (no larger in messages than
+ * max_transfer_size), 2 a part frame (described in part), both of the descriptor's codec;
+ * 0 when refused (and counted). */
+static int section_frame(cd_receiver *r, const arrival *a, const unsigned char *frame,
+                         const cd_section_descriptor *descriptor, size_t *records, size_t *record_bytes,
+                         cd_part *part)
 {
-    int codec_id;
+    size_t length = (size_t)descriptor->length;
+    int codec_id, kind;
 
-    if (cd_batch_check(frame, (size_t)descriptor->length, records, record_bytes, &codec_id) != 1
-        || codec_id != descriptor->codec_id) {
+    kind = cd_batch_check(frame, length, records, record_bytes, &codec_id);
+    if (kind == 0 && cd_part_check(frame, length, part) == 1) {
+        kind = 2;
+        codec_id = part->codec_id;
+    }
+    if (kind <= 0 || codec_id != descriptor->codec_id) {
         refuse(r, CD_REASON_MALFORMED, a);
         return 0;
     }
-    if (*record_bytes > r->config.max_transfer_size) {
+    if (kind == 1 && *record_bytes > r->config.max_transfer_size) {
         refuse(r, CD_REASON_TOO_LARGE, a);
         return 0;
     }
-    return 1;
+    return kind;
 }
 
-/* A batch frame in a section of the sender's: its records are copied out before the sender
- * is answered, so it may write its next frame there at once. */
+/* A batch or part frame in a section of the sender's, copied out once it is answered. */
 static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
     mapped_section *section = described_section(r, a, descriptor);
     const unsigned char *frame;
     size_t records, record_bytes;
+    cd_part part;
+    int kind;
 
     if (section == NULL)
         return FALSE;
     frame = section->view + descriptor->offset;
-    if (!section_frame_ok(r, a, frame, descriptor, &records, &record_bytes))
-        return FALSE;
-    return accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id);
+    kind = section_frame(r, a, frame, descriptor, &records, &record_bytes, &part);
+    if (kind == 2)
+        return accept_part(r, a, &part, 1);
+    if (kind == 1)
+        return accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id, 1);
+    return FALSE;
+}
+
+/* Sync mode takes no parts; a Sender hearing so sends its large messages whole instead. */
+static LRESULT refuse_part(cd_receiver *r, const arrival *a)
+{
+    refuse(r, CD_REASON_PARTS_IN_SYNC_MODE, a);
+    return CD_ANSWER_NO_PARTS;
 }
 
 /* Sync mode: a batch frame's records, one after another. Once one of them was handed over the
@@ -670,11 +708,16 @@ static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_sect
     mapped_section *section = described_section(r, a, descriptor);
     handed_section handed;
     size_t records, record_bytes;
+    cd_part part;
     LRESULT answer;
+    int kind;
 
     if (section == NULL)
         return FALSE;
-    if (!section_frame_ok(r, a, section->view + descriptor->offset, descriptor, &records, &record_bytes))
+    kind = section_frame(r, a, section->view + descriptor->offset, descriptor, &records, &record_bytes, &part);
+    if (kind == 2)
+        return refuse_part(r, a);
+    if (kind == 0)
         return FALSE;
     handed.slot = section;
     handed.kept = (kept_section *)malloc(sizeof *handed.kept);
@@ -700,7 +743,7 @@ static LRESULT hand_over(cd_receiver *r, const arrival *a, const unsigned char *
     LRESULT answer;
 
     if (kind == 2)
-        return refuse(r, CD_REASON_PARTS_IN_SYNC_MODE, a);
+        return refuse_part(r, a);
     if (kind == 3)
         return hand_over_section(r, a, section);
     if (kind == 1)
@@ -736,9 +779,9 @@ static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned c
     if (kind == 3)
         return accept_section(r, a, &section);
     if (kind == 2)
-        return accept_part(r, a, &part);
+        return accept_part(r, a, &part, 0);
     if (kind == 1)
-        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id);
+        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id, 0);
 
     if (!make_room(r, 1, a->size, a))
         return FALSE;

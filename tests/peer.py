@@ -7,6 +7,7 @@
     python peer.py send-evil-pickle TARGET PATH
     python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle] [--key HEX]
     python peer.py stream TARGET TAG:SIZE:SEED ... [--key HEX] [--chunk-size N] [--no-shm]
+                                                  [--max-batch-bytes N] [--shm-threshold N]
                          one Sender for every spec, in order (large ones in parts or shared memory)
     python peer.py burst TARGET COUNT
     python peer.py pywin32-serve
@@ -141,8 +142,8 @@ def stream(options: argparse.Namespace) -> None:
 
     try:
         with copydata.Sender(parse_target(options.target), key=parse_key(options.key), timeout=30,
-                             chunk_size=options.chunk_size,
-                             shm_threshold=None if options.no_shm else 1 << 20) as sender:
+                             chunk_size=options.chunk_size, max_batch_bytes=options.max_batch_bytes,
+                             shm_threshold=None if options.no_shm else options.shm_threshold) as sender:
             for tag, size, seed in parse_specs(options.specs):
                 sender.send(payload(size, seed), tag=tag)
         report(sent=len(options.specs))
@@ -265,6 +266,8 @@ def main() -> None:
         command.add_argument("--key")
     commands.choices["stream"].add_argument("--chunk-size", type=int, default=1 << 20)
     commands.choices["stream"].add_argument("--no-shm", action="store_true")
+    commands.choices["stream"].add_argument("--max-batch-bytes", type=int, default=8 << 20)
+    commands.choices["stream"].add_argument("--shm-threshold", type=int, default=1 << 20)
     burst_parser = commands.add_parser("burst")
     burst_parser.add_argument("target")
     burst_parser.add_argument("count", type=int)

@@ -131,6 +131,75 @@ def test_large_blocks_are_reused_while_messages_stream_then_freed_when_idle(star
         assert private_bytes() - before < 4 << 20
 
 
+def test_every_kind_of_frame_alternates_between_the_halves_without_overwriting(start_peer):
+    """A peer's Sender with 256 KiB halves: small messages in inline frames, mid-sized ones in
+    section frames, large ones in parts through the halves. The receiver answers a section
+    frame before it copies it out; were the sender to write its next frame into the same
+    half, the bytes still being copied would change."""
+    sizes = [10, 200_000, 3 << 20, 70_000, 5, 900_000, (2 << 20) + 7, 100, 150_000, 1 << 20]
+    specs = [(n, size, n + 1) for n, size in enumerate(sizes * 3)]
+    with copydata.Receiver(copy=False) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
+                          "--max-batch-bytes", str(256 << 10), "--shm-threshold", str(64 << 10))
+        for tag, size, seed in specs:
+            message = receiver.recv(timeout=60)
+            assert (message.tag, len(message.data)) == (tag, size)
+            assert message.data == payload(size, seed), f"message {tag} ({size} bytes) arrived changed"
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        assert receiver.stats.refused_messages == 0
+
+
+def test_a_sync_receiver_gets_messages_above_max_batch_bytes_whole(start_peer):
+    """Sync mode takes no parts: it answers the first part so, and the Sender sends that
+    message and every later large one whole, in its section."""
+    specs = [(1, 300_000, 1), (2, 100, 2), (3, 1_000_000, 3), (4, 70_000, 4)]
+    seen = []
+    with copydata.Receiver(sync=True, copy=False,
+                           on_message=lambda m: seen.append((m.tag, type(m.data).__name__, bytes(m.data)))) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
+                          "--max-batch-bytes", str(64 << 10), "--shm-threshold", str(16 << 10))
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        peer.finish()
+        assert [(tag, data) for tag, _, data in seen] == [(tag, payload(size, seed)) for tag, size, seed in specs]
+        # Read in place, whole (the small one too if the linger put it in a section frame).
+        assert [kind for tag, kind, _ in seen if tag != 2] == ["memoryview"] * 3
+        assert receiver.stats.refused_parts_in_sync_mode == 1  # only the first part, once
+
+
+def part_frame(transfer_id: int, total: int, offset: int, data: bytes, codec: int = 0) -> bytes:
+    return _envelope.HEADER.pack(_envelope.MAGIC, 1, codec, 5, 0, transfer_id) + struct.pack("<QQ", total, offset) + data
+
+
+def test_parts_in_a_section_are_put_together_and_checked_like_inline_parts(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    first, second = part_frame(77, 30, 0, b"a" * 20), part_frame(77, 30, 20, b"b" * 10)
+    wrong_codec = part_frame(78, 10, 0, b"c" * 10, codec=1)
+    beyond = part_frame(79, 10, 5, b"d" * 10)
+    content = first + second + wrong_codec + beyond
+    ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})", content)
+    try:
+        with copydata.Receiver() as receiver:
+            assert copydata.send(receiver, descriptor(name, 0, len(first)), tag=9) == 1
+            assert copydata.send(receiver, descriptor(name, len(first), len(second)), tag=9) == 1
+            start = len(first) + len(second)
+            with pytest.raises(copydata.Rejected):  # a codec other than the descriptor's
+                copydata.send(receiver, descriptor(name, start, len(wrong_codec)), tag=9)
+            with pytest.raises(copydata.Rejected):  # past its total
+                copydata.send(receiver, descriptor(name, start + len(wrong_codec), len(beyond)), tag=9)
+            message = receiver.recv(timeout=5)
+            assert (message.tag, message.data) == (9, b"a" * 20 + b"b" * 10)
+            assert receiver.stats.refused_malformed == 2
+            with pytest.raises(copydata.RecvTimeout):
+                receiver.recv(timeout=0.2)
+        with copydata.Receiver(sync=True, on_message=lambda m: 1) as receiver:
+            from copydata._core import lib
+
+            assert copydata.send(receiver, descriptor(name, 0, len(first)), tag=9) == lib.CD_ANSWER_NO_PARTS
+            assert receiver.stats.refused_parts_in_sync_mode == 1
+    finally:
+        ours.close()
+
+
 def test_sections_keep_the_codec_and_parts_remain_for_shm_threshold_none():
     with copydata.Receiver() as receiver:
         with copydata.Sender(receiver, codec="text", shm_threshold=1000) as sender:

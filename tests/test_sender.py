@@ -123,10 +123,12 @@ def test_errors_are_typed():
     received = []
     with copydata.Receiver(on_message=lambda m: received.append(m.data), sync=True) as sync_receiver:
         # Sync mode has no queue to put parts together in.
-        refused = copydata.Sender(sync_receiver, linger=60, timeout=0.3, shm_threshold=None, chunk_size=1000)
+        refused = copydata.Sender(sync_receiver, linger=60, timeout=30, shm_threshold=None, chunk_size=1000)
+        started = time.monotonic()
         with pytest.raises(copydata.Rejected, match="no parts in sync mode"):
             refused.send(bytes(5000))
-        assert sync_receiver.stats.refused_parts_in_sync_mode > 0
+        assert time.monotonic() - started < 5, "the receiver said it takes no parts: no need to wait"
+        assert sync_receiver.stats.refused_parts_in_sync_mode == 1
         refused.send(b"x")
         refused.close()  # its batch frame goes, and sync mode takes those
         refused.close()  # the second close is a no-op
