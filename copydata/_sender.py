@@ -33,6 +33,7 @@ _MAX_BACKOFF = 0.01
 _MAX_TAG = (1 << 64) - 1
 # A frame of one message: the envelope header and one record header around it.
 _FRAME_OVERHEAD = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
+_PAGE = 4096
 # A record's length is a u32.
 _MAX_RECORD = (1 << 32) - 1
 
@@ -293,7 +294,8 @@ class Sender:
     def _open_section(self, least: int) -> None:
         """Moves the frame into the first half of a new section whose halves hold at least
         ``least`` bytes (and max_batch_bytes)."""
-        half = max(least, self._frame_limit)
+        # A part of max_batch_bytes fits a half with its header; halves start on a page.
+        half = -(-max(least, self._frame_limit + lib.CD_PART_HEADER_SIZE) // _PAGE) * _PAGE
         capacity = 2 * half
         name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
         section = ffi.new("cd_section **")
