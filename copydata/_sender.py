@@ -264,17 +264,18 @@ class Sender:
                       + _PART_FIELDS.pack(size, offset))
             ffi.memmove(frame, header, len(header))
             ffi.memmove(frame + len(header), pointer + offset, length)
-            answer = self._deliver_section_frame(
-                tag, len(header) + length,
-                f"part {offset // chunk_size + 1} of a {size}-byte message, which is lost")
+            try:
+                answer = self._deliver_section_frame(
+                    tag, len(header) + length,
+                    f"part {offset // chunk_size + 1} of a {size}-byte message, which is lost")
+            finally:
+                self._start_frame()  # the part took the empty frame's place: write its header again
             if answer == lib.CD_ANSWER_NO_PARTS:
                 if offset:
                     raise Rejected(f"window {self._hwnd:#x} took the first parts of a {size}-byte message "
                                    f"and refused the next one; the message is lost")
                 self._whole_messages = True
-                self._start_frame()
                 return False
-            self._start_frame()
             self._switch_half()
         return True
 

@@ -166,6 +166,23 @@ def test_a_shared_memory_frame_above_the_receivers_max_transfer_size_is_rejected
         assert receiver.stats.received_messages == 0
 
 
+def test_a_message_refused_in_parts_through_the_section_leaves_the_sender_usable():
+    """A part took the place of the empty frame in its half; once it is refused, the next
+    frame built there must still be a valid one."""
+    with copydata.Receiver(max_transfer_size=1 << 20) as receiver:
+        sender = copydata.Sender(receiver, max_batch_bytes=256 << 10, shm_threshold=64 << 10, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(copydata.Rejected, match="part 1 of a 2097152-byte message"):
+            sender.send(bytes(2 << 20), tag=1)
+        assert time.monotonic() - started < 3
+        assert receiver.stats.refused_too_large >= 1
+        sender.send(b"small", tag=2)
+        sender.send(b"m" * 100_000, tag=3)  # a frame in the section, next to the refused part
+        sender.close()
+        assert [(m.tag, m.data) for m in receiver.recv_many(2, timeout=5)] == [(2, b"small"), (3, b"m" * 100_000)]
+        assert receiver.stats.refused_malformed == 0
+
+
 def test_a_background_error_is_raised_by_the_next_call():
     receiver = copydata.Receiver()
     sender = copydata.Sender(receiver, linger=0.05)
