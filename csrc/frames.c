@@ -120,21 +120,28 @@ void cd_batch_release(cd_batch *batch)
     memset(batch, 0, sizeof *batch);
 }
 
+/* Copies a header that is then checked and used: read once, through volatile, as a frame
+ * may lie in a sender's section, which that process goes on writing to. */
+static void read_once(unsigned char *header, const unsigned char *frame, size_t count)
+{
+    const volatile unsigned char *shared = frame;
+    size_t i;
+
+    for (i = 0; i < count; i++)
+        header[i] = shared[i];
+}
+
 int cd_batch_next(const unsigned char *frame, size_t size, size_t *offset, uint64_t *tag,
                   const unsigned char **data, size_t *length)
 {
-    /* Read once, through volatile: the frame may lie in memory another process writes to. */
-    const volatile unsigned char *shared = frame;
     unsigned char header[CD_BATCH_RECORD_HEADER_SIZE];
     uint32_t record_size;
-    size_t i;
 
     if (*offset >= size)
         return 0;
     if (size - *offset < CD_BATCH_RECORD_HEADER_SIZE)
         return -1;
-    for (i = 0; i < CD_BATCH_RECORD_HEADER_SIZE; i++)
-        header[i] = shared[*offset + i];
+    read_once(header, frame + *offset, CD_BATCH_RECORD_HEADER_SIZE);
     memcpy(tag, header, 8);
     memcpy(&record_size, header + 8, 4);
     if (record_size > size - *offset - CD_BATCH_RECORD_HEADER_SIZE)
@@ -149,9 +156,8 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
                    int *codec_id)
 {
     static const unsigned char zeros[9] = {0};
-    const volatile unsigned char *shared = data;
     unsigned char header[CD_ENVELOPE_HEADER_SIZE];
-    size_t offset = CD_ENVELOPE_HEADER_SIZE, length, i;
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, length;
     const unsigned char *bytes;
     uint64_t tag;
     int found;
@@ -161,8 +167,7 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
     *codec_id = CD_NO_CODEC;
     if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE)
         return 0;
-    for (i = 0; i < CD_ENVELOPE_HEADER_SIZE; i++)
-        header[i] = shared[i];
+    read_once(header, data, CD_ENVELOPE_HEADER_SIZE);
     if (envelope_kind(header, sizeof header) != CD_KIND_BATCH)
         return 0;
     /* From here on it claims to be a batch frame: anything wrong makes it malformed. */
@@ -180,20 +185,20 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
 
 int cd_part_check(const unsigned char *data, size_t size, cd_part *part)
 {
-    /* Read once, through volatile: a part may lie in a sender's section, which it writes to. */
-    const volatile unsigned char *shared = data;
     unsigned char header[CD_PART_HEADER_SIZE];
-    size_t i;
 
     memset(part, 0, sizeof *part);
     if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE)
         return 0;
-    for (i = 0; i < (size < CD_PART_HEADER_SIZE ? CD_ENVELOPE_HEADER_SIZE : CD_PART_HEADER_SIZE); i++)
-        header[i] = shared[i];
+    read_once(header, data, CD_ENVELOPE_HEADER_SIZE);
     if (envelope_kind(header, CD_ENVELOPE_HEADER_SIZE) != CD_KIND_PART)
         return 0;
     /* From here on it claims to be a part frame: anything wrong makes it malformed. */
-    if (size < CD_PART_HEADER_SIZE || !codec_is_known(header[5]) || header[7] != 0)
+    if (size < CD_PART_HEADER_SIZE)
+        return -1;
+    read_once(header + CD_ENVELOPE_HEADER_SIZE, data + CD_ENVELOPE_HEADER_SIZE,
+              CD_PART_HEADER_SIZE - CD_ENVELOPE_HEADER_SIZE);
+    if (!codec_is_known(header[5]) || header[7] != 0)
         return -1;
     memcpy(&part->transfer_id, header + 8, 8);
     memcpy(&part->total, header + 16, 8);
