@@ -221,19 +221,17 @@ class Sender:
         if self._batch.records == 0:
             return
         what = f"a frame of {self._batch.records} messages; they are still pending"
-        if self._batch.borrowed and self._batch.size > self._inline_limit:
+        in_section = self._batch.borrowed and self._batch.size > self._inline_limit
+        if in_section:
             answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory")
-            self._start_frame()
-            if answer == lib.CD_ANSWER_SECTION_KEPT:
-                # The receiver still reads this section (views kept past sync-mode callbacks).
-                self._open_section(self._half_size)
-            else:
-                self._switch_half()
         else:
-            self._deliver(0, self._batch.data, self._batch.size, what)
-            self._start_frame()
-            if self._batch.borrowed:
-                self._switch_half()
+            answer = self._deliver(0, self._batch.data, self._batch.size, what)
+        self._start_frame()
+        if in_section and answer == lib.CD_ANSWER_SECTION_KEPT:
+            # The receiver still reads this section (views kept past sync-mode callbacks).
+            self._open_section(self._half_size)
+        elif self._batch.borrowed:
+            self._switch_half()
         self._first_waiting_since = None
 
     def _deliver_section_frame(self, tag: int, size: int, what: str) -> int:
@@ -260,8 +258,7 @@ class Sender:
         for offset in range(0, size, chunk_size):
             length = min(chunk_size, size - offset)
             frame = ffi.cast("char *", self._batch.data)  # the empty frame's half, overwritten
-            header = (_envelope.header(self._codec_id, lib.CD_KIND_PART, transfer_id)
-                      + _PART_FIELDS.pack(size, offset))
+            header = self._part_header(transfer_id, size, offset)
             ffi.memmove(frame, header, len(header))
             ffi.memmove(frame + len(header), pointer + offset, length)
             try:
@@ -279,13 +276,15 @@ class Sender:
             self._switch_half()
         return True
 
+    def _part_header(self, transfer_id: int, size: int, offset: int) -> bytes:
+        return _envelope.header(self._codec_id, lib.CD_KIND_PART, transfer_id) + _PART_FIELDS.pack(size, offset)
+
     def _send_parts(self, tag: int, pointer: Any, size: int) -> None:
         transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
         view = ffi.buffer(pointer, size)
         for offset in range(0, size, self._chunk_size):
             chunk = view[offset:offset + self._chunk_size]
-            frame = (_envelope.header(self._codec_id, lib.CD_KIND_PART, transfer_id)
-                     + _PART_FIELDS.pack(size, offset) + chunk)
+            frame = self._part_header(transfer_id, size, offset) + chunk
             answer = self._deliver(tag, ffi.from_buffer(frame), len(frame),
                                    f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
             if answer == lib.CD_ANSWER_NO_PARTS:
