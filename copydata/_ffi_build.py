@@ -40,6 +40,8 @@ ffibuilder.cdef(
 #define CD_KIND_SECTION ...
 #define CD_ANSWER_SECTION_KEPT ...
 #define CD_ANSWER_NO_PARTS ...
+#define CD_ANSWER_LEASED ...
+#define CD_LEASE_MIN_RECORD ...
 #define CD_SECTION_HEADER_SIZE ...
 #define CD_MAX_SECTION_NAME ...
 #define CD_KIND_SEALED ...
@@ -72,6 +74,8 @@ typedef struct cd_refusal {
     uint64_t count;
 } cd_refusal;
 
+typedef struct cd_lease cd_lease;
+
 typedef struct cd_message {
     struct cd_message *next;
     uint64_t tag;
@@ -80,6 +84,7 @@ typedef struct cd_message {
     const char *data;
     int codec_id;
     void *section;
+    cd_lease *lease;
     ...;
 } cd_message;
 
@@ -104,6 +109,7 @@ typedef struct cd_stats {
     uint64_t assembling_messages;
     uint64_t assembling_bytes;
     uint64_t pump_errors;
+    uint64_t leased_messages;
 } cd_stats;
 
 typedef struct cd_receiver_config {
@@ -134,9 +140,11 @@ typedef struct cd_registration cd_registration;
 
 int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, uint32_t *win32_error);
 uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
-int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first);
+int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first,
+                     size_t *leased);
 void cd_messages_free(cd_message *first);
 void cd_message_release(const char *data);
+void cd_message_free(cd_message *message);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 const void *cd_receiver_keep_section(cd_receiver *receiver, cd_message *message);
 void cd_kept_section_release(const void *kept);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import sys
 import threading
@@ -136,6 +137,9 @@ class ReceiverStats(NamedTuple):
     """The memory they hold."""
     pump_errors: int
     """Times GetMessageW failed and the window went on."""
+    leased_messages: int
+    """Large messages (from 1 MiB) of a ``Sender``'s shared memory queued where they lay there,
+    with no copy: the sender writes there again only once they are freed (queue mode)."""
     refused_pickle: int = 0
     """Pickled messages not delivered because the receiver does not allow pickle."""
     undecodable: int = 0
@@ -144,6 +148,11 @@ class ReceiverStats(NamedTuple):
     stray_replies: int = 0
     """Replies that matched no waiting request (or, to a request made with a key, were not
     sealed with it)."""
+
+
+def _free_message(message: Any, data: Any) -> None:
+    """Frees a message with a lease once its buffer (``data``) is gone."""
+    lib.cd_message_free(message)
 
 
 class Receiver:
@@ -520,12 +529,13 @@ class Receiver:
         if messages:
             return messages
         first = ffi.new("cd_message **")
+        leased = ffi.new("size_t *")
         while True:
             wait_ms = min(remaining_ms, _WAIT_SLICE_MS)
-            status = lib.cd_receiver_take(self._handle, max_count, wait_ms, first)
+            status = lib.cd_receiver_take(self._handle, max_count, wait_ms, first, leased)
             if status == lib.CD_OK:
                 self._log_pump_errors()
-                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy):
+                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy, leased[0]):
                     decoded = self._decode_safely(tag, payload, sender, codec_id)
                     if decoded is None:
                         continue
@@ -560,9 +570,11 @@ class Receiver:
                 return
 
     @staticmethod
-    def _unpack(first: Any, copy: bool) -> list[tuple[int, Any, int, int]]:
+    def _unpack(first: Any, copy: bool, leased: int) -> list[tuple[int, Any, int, int]]:
         """The messages of a list taken from C, as (tag, payload, sender, codec id); frees the
-        list, or, without copy, hands each message's buffer to its payload, which frees it."""
+        list, or, without copy, hands each message's buffer to its payload, which frees it.
+        ``leased`` of them lie in a sender's section (see ``ReceiverStats.leased_messages``):
+        their buffers are not behind the message, and freeing them releases the lease."""
         payloads = []
         message = first
         if copy:
@@ -574,7 +586,10 @@ class Receiver:
             return payloads
         while message != ffi.NULL:
             following, size = message.next, message.size
-            owner = ffi.gc(ffi.cast("char *", message.data), lib.cd_message_release, size)
+            if leased and message.lease != ffi.NULL:
+                owner = ffi.gc(ffi.cast("char *", message.data), functools.partial(_free_message, message), size)
+            else:
+                owner = ffi.gc(ffi.cast("char *", message.data), lib.cd_message_release, size)
             payloads.append((message.tag, memoryview(ffi.buffer(owner, size)).toreadonly(), message.sender,
                              message.codec_id))
             message = following
@@ -623,15 +638,16 @@ class Receiver:
 
     def _dispatch(self) -> None:
         first = ffi.new("cd_message **")
+        leased = ffi.new("size_t *")
         while True:
-            status = lib.cd_receiver_take(self._handle, self._batch_size, _checks.WAIT_FOREVER_MS, first)
+            status = lib.cd_receiver_take(self._handle, self._batch_size, _checks.WAIT_FOREVER_MS, first, leased)
             if status == lib.CD_CLOSED:
                 lib.cd_receiver_discard(self._handle)  # nothing is left; ends on_error's thread too
                 return
             if self._sync:
                 self._answer(first[0])
             else:
-                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy):
+                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy, leased[0]):
                     self._process(tag, payload, sender, codec_id)
             self._log_pump_errors()
             if self._close_requested:

@@ -24,9 +24,14 @@ SECTION_PREFIX = "Local\\copydata.v1.shm."
 # What follows the envelope header in a part frame (see csrc/copydata.h; the transfer id is in
 # the header's request-id field): the message's total size and this part's offset.
 _PART_FIELDS = struct.Struct("<QQ")
-# ... and in a section descriptor: offset, length, the name's length in characters (then the
-# name in UTF-16). The range holds a batch frame.
-_SECTION_FIELDS = struct.Struct("<QQI")
+# ... and in a section descriptor (the lease id in the request-id field): offset, length, release
+# offset, the name's length in characters (then the name in UTF-16). The range holds a frame.
+_SECTION_FIELDS = struct.Struct("<QQQI")
+# How long a Sender waits for the receiver to release a frame it keeps in place (see
+# _switch_half) before it gives up on that section, and on leases.
+_LEASE_GRACE = 0.05
+_LEASE_SPIN = 0.002
+_LEASE_PAUSE = 0.0005
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.01
@@ -106,6 +111,10 @@ class Sender:
         self._section_name = b""  # UTF-16, as a descriptor carries it
         self._half_size = 0        # the section holds two halves of this size ...
         self._half = 0             # ... and the frame is built in this one
+        self._release_words: Any = None  # after the halves: the receiver's release word of each
+        self._leases = [0, 0]      # per half: the lease id a frame there is held under, or 0
+        self._next_lease = 1
+        self._offer_leases = True  # until the receiver held a frame past _LEASE_GRACE
         self._whole_messages = False  # the receiver takes no parts (sync mode)
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
@@ -223,7 +232,10 @@ class Sender:
         what = f"a frame of {self._batch.records} messages; they are still pending"
         in_section = self._batch.borrowed and self._batch.size > self._inline_limit
         if in_section:
-            answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory")
+            lease = self._next_lease if self._offer_leases else 0
+            answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
+            if answer == lib.CD_ANSWER_LEASED and lease:
+                self._leases[self._half], self._next_lease = lease, lease + 1
         else:
             answer = self._deliver(0, self._batch.data, self._batch.size, what)
         self._start_frame()
@@ -234,19 +246,46 @@ class Sender:
             self._switch_half()
         self._first_waiting_since = None
 
-    def _deliver_section_frame(self, tag: int, size: int, what: str) -> int:
-        """Offers the frame of ``size`` bytes in the current half; the answer."""
-        descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION)
-                      + _SECTION_FIELDS.pack(self._half * self._half_size, size, len(self._section_name) // 2)
+    def _deliver_section_frame(self, tag: int, size: int, what: str, lease: int = 0) -> int:
+        """Offers the frame of ``size`` bytes in the current half (with ``lease``, the receiver may
+        keep its records there until it writes the lease id into the half's release word)."""
+        release_offset = 2 * self._half_size + 8 * self._half if lease else 0
+        descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION, lease)
+                      + _SECTION_FIELDS.pack(self._half * self._half_size, size, release_offset,
+                                             len(self._section_name) // 2)
                       + self._section_name)
         return self._deliver(tag, ffi.from_buffer(descriptor), len(descriptor), what)
 
     def _switch_half(self) -> None:
         """Moves the (empty) frame to the other half. The receiver may still be copying the
-        frame just answered out of this one; it is done once it has answered the next one."""
-        self._half ^= 1
+        frame just answered out of this one; it is done once it has answered the next one.
+        A frame it leased in the other half must be released first: should that take longer
+        than _LEASE_GRACE (the receiver holds on to the messages), the frame moves to a new
+        section instead, and later frames are copied out, not leased."""
+        other = self._half ^ 1
+        if not self._released(other):
+            self._offer_leases = False
+            self._open_section(self._half_size)
+            return
+        self._half = other
         view = ffi.cast("char *", lib.cd_section_view(self._section)) + self._half * self._half_size
         lib.cd_batch_move(self._batch, view, self._half_size)
+
+    def _released(self, half: int) -> bool:
+        """Whether the frame leased in ``half`` (if any) is released, waiting up to _LEASE_GRACE."""
+        lease = self._leases[half]
+        if lease == 0 or self._release_words[half] == lease:
+            self._leases[half] = 0
+            return True
+        start = time.monotonic()
+        while self._release_words[half] != lease:
+            waited = time.monotonic() - start
+            if waited > _LEASE_GRACE:
+                return False
+            # At first only yield: the receiver is usually about to release it.
+            time.sleep(0 if waited < _LEASE_SPIN else _LEASE_PAUSE)
+        self._leases[half] = 0
+        return True
 
     def _send_section_parts(self, tag: int, pointer: Any, size: int) -> bool:
         """Sends one message in parts through the halves of the section; False (nothing sent)
@@ -296,7 +335,7 @@ class Sender:
         ``least`` bytes (and max_batch_bytes)."""
         # A part of max_batch_bytes fits a half with its header; halves start on a page.
         half = -(-max(least, self._frame_limit + lib.CD_PART_HEADER_SIZE) // _PAGE) * _PAGE
-        capacity = 2 * half
+        capacity = 2 * half + _PAGE  # the halves, then a page for their release words
         name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
         section = ffi.new("cd_section **")
         error = ffi.new("uint32_t *")
@@ -311,6 +350,8 @@ class Sender:
             lib.cd_section_close(self._section)
         self._section, self._section_name = section[0], name.encode("utf-16-le")
         self._half_size, self._half = half, 0
+        self._release_words = ffi.cast("uint64_t *", ffi.cast("char *", lib.cd_section_view(section[0])) + 2 * half)
+        self._leases = [0, 0]
 
     def _deliver(self, tag: int, data: Any, size: int, what: str) -> int:
         """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it; the answer."""

@@ -32,15 +32,20 @@
 #define CD_KIND_PART 5
 #define CD_PART_HEADER_SIZE 32
 #define CD_MAX_TRANSFERS 64
-/* A section descriptor: an envelope of kind CD_KIND_SECTION (request id 0), then u64 offset,
- * u64 length, u32 name length in characters, then the section's name in UTF-16 (no NUL).
- * The range it names in that section holds a batch frame or a part frame of the
- * descriptor's codec (a part's tag is the descriptor's dwData). A receiver in queue mode
- * answers once it has checked the frame and before it copies it out: the sender then writes
- * its next frame elsewhere in the section, and may reuse this range once the receiver has
- * answered a later message of its, which the receiver takes only after the copy. */
+/* A section descriptor: an envelope of kind CD_KIND_SECTION whose request-id field holds a
+ * lease id (0: none), then u64 offset, u64 length, u64 release offset, u32 name length in
+ * characters, then the section's name in UTF-16 (no NUL). The range it names in that section
+ * holds a batch frame or a part frame of the descriptor's codec (a part's tag is the
+ * descriptor's dwData). A receiver in queue mode answers once it has checked the frame and
+ * before it copies it out: the sender then writes its next frame elsewhere in the section,
+ * and may reuse this range once the receiver has answered a later message of its, which the
+ * receiver takes only after the copy.
+ * With a lease id, the release offset names an 8-byte word of the section outside the range,
+ * and the receiver may answer CD_ANSWER_LEASED instead: it keeps records of the frame where
+ * they are (Python reads them there, no copy), and writes the lease id into the release word
+ * once it is done with all of them. The sender reuses the range only after that. */
 #define CD_KIND_SECTION 6
-#define CD_SECTION_HEADER_SIZE 36
+#define CD_SECTION_HEADER_SIZE 44
 #define CD_SECTION_PREFIX "Local\\copydata.v1.shm."   /* ASCII; names are UTF-16 */
 #define CD_MAX_SECTION_NAME 128
 /* What a receiver answers a section descriptor when views of the section outlive the
@@ -49,6 +54,11 @@
 /* What a receiver answers a part it refuses because it takes no parts (sync mode): a sender
  * may send that message whole instead. */
 #define CD_ANSWER_NO_PARTS 3
+/* What a receiver answers a frame offered with a lease when it keeps records in place. */
+#define CD_ANSWER_LEASED 4
+/* Records from this size up are kept in place under a lease; smaller ones are copied, so that
+ * a small message held long keeps at most a few times its size of the section mapped. */
+#define CD_LEASE_MIN_RECORD (1u << 20)
 /* A sealed frame, for receivers with a key: an envelope of kind CD_KIND_SEALED (codec 0,
  * request id 0), then u64 sealer id (random, nonzero), u64 counter (from 1), u64 the
  * sealer's GetTickCount64() in ms, the HMAC-SHA256, then the inner payload, which is any
@@ -112,6 +122,8 @@ enum cd_registry_kind {
     CD_REGISTRY_CHANNEL = 1  /* up to CD_CHANNEL_SLOTS subscribers per channel */
 };
 
+typedef struct cd_lease cd_lease;
+
 typedef struct cd_message {
     struct cd_message *next;
     uint64_t tag;         /* COPYDATASTRUCT.dwData */
@@ -123,6 +135,8 @@ typedef struct cd_message {
     size_t capacity;      /* ... and the block's size */
     /* sync mode only: the section the bytes are in (from a Sender), else NULL ... */
     void *section;
+    /* queue mode: set when data lies in a sender's section, held under this lease */
+    cd_lease *lease;
     /* ... and, guarded by the receiver's lock: */
     int taken;
     int replied;
@@ -150,6 +164,7 @@ typedef struct cd_stats {
     uint64_t assembling_messages; /* split messages whose parts are still arriving */
     uint64_t assembling_bytes;    /* the memory they hold */
     uint64_t pump_errors;         /* times GetMessageW failed and the loop went on */
+    uint64_t leased_messages;     /* queued where they lay in a sender's section, under a lease */
 } cd_stats;
 
 typedef struct cd_receiver_config {
@@ -176,14 +191,19 @@ uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
 
 /*
  * Waits up to timeout_ms for a message, then detaches up to max_count queued messages as a
- * list in arrival order. Async mode: free the list with cd_messages_free. Sync mode: one
- * message at a time, answered with cd_receiver_reply and never freed by the caller.
+ * list in arrival order (leased: how many of them have a lease). Async mode: free the list
+ * with cd_messages_free. Sync mode: one message at a time, answered with cd_receiver_reply
+ * and never freed by the caller.
  * Returns CD_OK, CD_TIMEOUT, or CD_CLOSED once the receiver is closed and drained.
  */
-int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first);
+int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first,
+                     size_t *leased);
 void cd_messages_free(cd_message *first);
-/* Frees one async-mode message, given its data pointer: for buffers handed to Python as they are. */
+/* Frees one async-mode message, given its data pointer: for buffers handed to Python as they
+ * are, but for messages with a lease (cd_receiver_take counts them in leased), whose data lies
+ * in the sender's section: free those with cd_message_free. */
 void cd_message_release(const char *data);
+void cd_message_free(cd_message *message);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);
 /*
  * Sync mode, before the reply to a message whose section is not NULL: the receiver forgets
@@ -271,8 +291,10 @@ int cd_part_check(const unsigned char *data, size_t size, cd_part *part);
 
 typedef struct cd_section cd_section;
 typedef struct cd_section_descriptor {
+    uint64_t lease_id;        /* 0: the receiver copies the frame out */
     uint64_t offset;
     uint64_t length;
+    uint64_t release_offset;  /* with a lease: where the receiver writes lease_id when done */
     int codec_id;
     uint16_t name[CD_MAX_SECTION_NAME + 1];  /* UTF-16, NUL-terminated: a wchar_t string on Windows */
 } cd_section_descriptor;
@@ -291,9 +313,11 @@ void *cd_section_view(cd_section *section);
 void cd_section_close(cd_section *section);
 /* Checks a payload: 0 when it is no section descriptor, 1 for a valid one, -1 for a malformed one. */
 int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor);
-/* Maps a whole section for reading, if owner_sid owns it: its view and how many bytes of it
- * may be read. CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
-int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size);
+/* Maps a whole section, if owner_sid owns it: its view, how many bytes of it may be read,
+ * and whether the view may be written to as well (if the section allows it). CD_OK,
+ * CD_NOT_FOUND (no such section) or CD_INVALID. */
+int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
+                   int *writable);
 void cd_section_unmap(const unsigned char *view);
 
 typedef struct cd_seal {

@@ -236,15 +236,22 @@ int cd_section_check(const unsigned char *data, size_t size, cd_section_descript
     if (envelope_kind(data, size) != CD_KIND_SECTION)
         return 0;
     /* From here on it claims to be a section descriptor: anything wrong makes it malformed. */
-    if (size < CD_SECTION_HEADER_SIZE || data[7] != 0 || memcmp(data + 8, "\0\0\0\0\0\0\0\0", 8) != 0
-        || !codec_is_known(data[5]))
+    if (size < CD_SECTION_HEADER_SIZE || data[7] != 0 || !codec_is_known(data[5]))
         return -1;
+    memcpy(&descriptor->lease_id, data + 8, 8);
     memcpy(&descriptor->offset, data + 16, 8);
     memcpy(&descriptor->length, data + 24, 8);
-    memcpy(&characters, data + 32, 4);
+    memcpy(&descriptor->release_offset, data + 32, 8);
+    memcpy(&characters, data + 40, 4);
     if (characters == 0 || characters > CD_MAX_SECTION_NAME
         || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(uint16_t)
         || descriptor->length == 0 || descriptor->offset > UINT64_MAX - descriptor->length)
+        return -1;
+    /* A release word lies on 8 bytes outside the range it releases. */
+    if (descriptor->lease_id == 0 ? descriptor->release_offset != 0
+        : descriptor->release_offset % 8 != 0 || descriptor->release_offset > UINT64_MAX - 8
+          || (descriptor->release_offset + 8 > descriptor->offset
+              && descriptor->release_offset < descriptor->offset + descriptor->length))
         return -1;
     memcpy(descriptor->name, data + CD_SECTION_HEADER_SIZE, characters * sizeof(uint16_t));
     descriptor->name[characters] = 0;

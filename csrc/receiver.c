@@ -27,21 +27,34 @@ typedef struct arrival {
     size_t size;       /* cbData */
 } arrival;
 
+/* A mapping of a sender's section, shared by the receiver's cache, the views Python keeps
+ * (sync mode) and the leases on it (queue mode): the last reference unmaps it. */
+typedef struct kept_section {
+    const unsigned char *view;
+    LONG references;
+} kept_section;
+
 /* A sender's section, kept mapped while it goes on using it: mapping it afresh for every
  * message costs more than the copy out of it, for messages of a few MiB. */
 typedef struct mapped_section {
     uint16_t name[CD_MAX_SECTION_NAME + 1];
     const unsigned char *view;   /* NULL: a free slot */
+    kept_section *mapping;       /* the slot's reference to the view */
     uint64_t size;
+    int writable;                /* the view can take release words: leases are possible */
     ULONGLONG used_ms;
 } mapped_section;
 #define MAPPED_SECTIONS 4
 
-/* Sync mode: a mapping that views handed to Python outlive; the last one out unmaps it. */
-typedef struct kept_section {
-    const unsigned char *view;
+/* Queue mode: a frame's large records, queued where they lie in the sender's section (see
+ * CD_KIND_SECTION). Each such message holds a reference; once the last one is freed, the
+ * lease id goes into the sender's release word, and the sender may write there again. */
+struct cd_lease {
+    kept_section *mapping;
+    volatile LONG64 *release_word;
+    uint64_t id;
     LONG references;
-} kept_section;
+};
 
 /* Sync mode: the section a frame's records are handed over from. Once Python keeps a view of
  * one, the mapping leaves the receiver's cache (slot NULL) for kept, shared by the others. */
@@ -176,6 +189,8 @@ static void append(cd_receiver *r, cd_message *m)
     r->stats.received_bytes += m->size;
     r->stats.queued_messages++;
     r->stats.queued_bytes += m->size;
+    if (m->lease)
+        r->stats.leased_messages++;
 }
 
 static void unlink_message(cd_receiver *r, cd_message *m)
@@ -295,12 +310,27 @@ static cd_message *pool_take(cd_pool *pool, size_t capacity)
     return block;
 }
 
+static void lease_release(cd_lease *lease)
+{
+    if (InterlockedDecrement(&lease->references) != 0)
+        return;
+    InterlockedExchange64(lease->release_word, (LONG64)lease->id);
+    cd_kept_section_release(lease->mapping);
+    free(lease);
+}
+
 static void release_message(cd_message *m)
 {
     cd_pool *pool = m->pool;
     size_t i, count = 0, held = 0, empty = SIZE_MAX, smallest = SIZE_MAX;
     struct spare_block *slot = NULL;
 
+    if (m->lease != NULL) {
+        cd_lease *lease = m->lease;
+        free(m);
+        lease_release(lease);
+        return;
+    }
     if (pool == NULL) {
         free(m);
         return;
@@ -379,8 +409,27 @@ static cd_message *new_large_message(cd_receiver *r, uint64_t tag, uint64_t send
     m->codec_id = codec_id;
     m->taken = m->replied = 0;
     m->result = 0;
+    m->section = NULL;
+    m->lease = NULL;
     m->pool = r->pool;
     InterlockedIncrement(&r->pool->references);
+    return m;
+}
+
+/* A message whose bytes stay where they are, in a sender's section, under lease. */
+static cd_message *leased_message(cd_lease *lease, uint64_t tag, uint64_t sender, const unsigned char *data,
+                                  size_t size, int codec_id)
+{
+    cd_message *m = (cd_message *)calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->tag = tag;
+    m->sender = sender;
+    m->size = size;
+    m->data = (const char *)data;
+    m->codec_id = codec_id;
+    m->lease = lease;
+    InterlockedIncrement(&lease->references);
     return m;
 }
 
@@ -408,23 +457,25 @@ static void append_all(cd_receiver *r, cd_message *first)
 /* A frame in a sender's section is answered before its bytes are copied out, so that the
  * sender fills the other half of its section meanwhile (see CD_KIND_SECTION): by then it
  * has been checked and the memory it goes to is allocated, so nothing after can refuse it. */
-static void answer_before_copying(int in_section)
+static void answer_before_copying(int in_section, LRESULT answer)
 {
     if (in_section)
-        ReplyMessage(TRUE);
+        ReplyMessage(answer);
 }
 
 /* Queues every record of a batch frame (already checked by cd_batch_check), or none. The
  * frame may lie in a sender's section, which the sender can write to meanwhile: should the
- * records no longer be those counted, nothing is queued. */
+ * records no longer be those counted, nothing is queued. With a lease, records of
+ * CD_LEASE_MIN_RECORD bytes and more are queued where they are, and the rest copied. */
 static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
-                            size_t records, size_t record_bytes, int codec_id, int in_section)
+                            size_t records, size_t record_bytes, int codec_id, int in_section, cd_lease *lease)
 {
     cd_message *first = NULL, **link = &first, *m;
-    size_t offset = CD_ENVELOPE_HEADER_SIZE, length, count = 0, copied = 0;
+    size_t offset = CD_ENVELOPE_HEADER_SIZE, length, count = 0, copied = 0, leased = 0;
     const unsigned char *bytes, **sources;
     uint64_t tag;
     int found;
+    LRESULT answer;
 
     if (!make_room(r, records, record_bytes, a))
         return FALSE;
@@ -438,13 +489,17 @@ static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned cha
             break;
         }
         copied += length;
-        *link = new_large_message(r, tag, a->sender, length, codec_id);
+        if (lease != NULL && length >= CD_LEASE_MIN_RECORD)
+            *link = leased_message(lease, tag, a->sender, bytes, length, codec_id);
+        else
+            *link = new_large_message(r, tag, a->sender, length, codec_id);
         if (*link == NULL) {
             free(sources);
             cd_messages_free(first);
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         }
-        sources[count - 1] = bytes;
+        leased += (*link)->lease != NULL;
+        sources[count - 1] = (*link)->lease != NULL ? NULL : bytes;
         link = &(*link)->next;
     }
     if (found < 0 || count != records) {
@@ -452,13 +507,14 @@ static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned cha
         cd_messages_free(first);
         return refuse(r, CD_REASON_MALFORMED, a);
     }
-    answer_before_copying(in_section);
+    answer = leased ? CD_ANSWER_LEASED : TRUE;
+    answer_before_copying(in_section, answer);
     for (m = first, count = 0; m != NULL; m = m->next, count++)
-        if (m->size)
+        if (m->size && sources[count] != NULL)
             memcpy((void *)m->data, sources[count], m->size);
     free(sources);
     append_all(r, first);
-    return TRUE;
+    return answer;
 }
 
 /* Takes a transfer out of the table; dropped: it will never complete. */
@@ -559,7 +615,7 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
     complete = t->received + part->length == t->message->size;
     if (complete && !make_room(r, 1, t->message->size, a))
         return FALSE; /* the sender offers this last part again */
-    answer_before_copying(in_section);
+    answer_before_copying(in_section, TRUE);
     memcpy((char *)t->message->data + part->offset, part->data, part->length);
     t->received += part->length;
     t->last_part_ms = now;
@@ -573,7 +629,8 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
 
 static void unmap_section(mapped_section *s)
 {
-    cd_section_unmap(s->view);
+    if (s->mapping != NULL)
+        cd_kept_section_release(s->mapping);
     memset(s, 0, sizeof *s);
 }
 
@@ -601,10 +658,16 @@ static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLO
             slot = &r->mapped[i];
     }
     unmap_section(slot);
-    if (cd_section_map(name, r->user_sid, &slot->view, &slot->size) != CD_OK) {
-        slot->view = NULL;
+    slot->mapping = (kept_section *)malloc(sizeof *slot->mapping);
+    if (slot->mapping == NULL)
+        return NULL;
+    if (cd_section_map(name, r->user_sid, &slot->view, &slot->size, &slot->writable) != CD_OK) {
+        free(slot->mapping);
+        memset(slot, 0, sizeof *slot);
         return NULL;
     }
+    slot->mapping->view = slot->view;
+    slot->mapping->references = 1;  /* the slot's own */
     memcpy(slot->name, name, sizeof slot->name);
     slot->used_ms = now;
     return slot;
@@ -617,7 +680,8 @@ static mapped_section *described_section(cd_receiver *r, const arrival *a, const
     mapped_section *section = map_section(r, descriptor->name, GetTickCount64());
 
     if (section == NULL || descriptor->offset > section->size
-        || descriptor->length > section->size - descriptor->offset) {
+        || descriptor->length > section->size - descriptor->offset
+        || (descriptor->lease_id != 0 && (section->size < 8 || descriptor->release_offset > section->size - 8))) {
         refuse(r, CD_REASON_SECTION, a);
         return NULL;
     }
@@ -650,13 +714,16 @@ static int section_frame(cd_receiver *r, const arrival *a, const unsigned char *
     return kind;
 }
 
-/* A batch or part frame in a section of the sender's, copied out once it is answered. */
+/* A batch or part frame in a section of the sender's, copied out once it is answered, or, for
+ * large records of a batch frame offered with a lease, queued where they are. */
 static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
     mapped_section *section = described_section(r, a, descriptor);
     const unsigned char *frame;
     size_t records, record_bytes;
     cd_part part;
+    cd_lease *lease = NULL;
+    LRESULT answer;
     int kind;
 
     if (section == NULL)
@@ -665,9 +732,25 @@ static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section
     kind = section_frame(r, a, frame, descriptor, &records, &record_bytes, &part);
     if (kind == 2)
         return accept_part(r, a, &part, 1);
-    if (kind == 1)
-        return accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id, 1);
-    return FALSE;
+    if (kind != 1)
+        return FALSE;
+    if (descriptor->lease_id != 0 && section->writable && record_bytes >= CD_LEASE_MIN_RECORD
+        && (lease = (cd_lease *)malloc(sizeof *lease)) != NULL) {
+        lease->mapping = section->mapping;
+        InterlockedIncrement(&lease->mapping->references);
+        lease->release_word = (volatile LONG64 *)(section->view + descriptor->release_offset);
+        lease->id = descriptor->lease_id;
+        lease->references = 1;  /* this frame's own, until its records are queued */
+    }
+    answer = accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id, 1,
+                          lease);
+    if (lease != NULL && answer == CD_ANSWER_LEASED) {
+        lease_release(lease);  /* the queued records hold it now */
+    } else if (lease != NULL) {
+        cd_kept_section_release(lease->mapping);  /* nothing was kept: the sender reads no release word */
+        free(lease);
+    }
+    return answer;
 }
 
 /* Sync mode takes no parts; a Sender hearing so sends its large messages whole instead. */
@@ -720,18 +803,13 @@ static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_sect
     if (kind == 0)
         return FALSE;
     handed.slot = section;
-    handed.kept = (kept_section *)malloc(sizeof *handed.kept);
-    if (handed.kept == NULL)
-        return refuse(r, CD_REASON_QUEUE_FULL, a);
-    handed.kept->view = section->view;
-    handed.kept->references = 1;  /* this frame's own, while its records are handed over */
+    handed.kept = section->mapping;
+    InterlockedIncrement(&handed.kept->references);  /* this frame's own, while its records are handed over */
     answer = hand_over_batch(r, a, section->view + descriptor->offset, (size_t)descriptor->length,
                              descriptor->codec_id, &handed);
-    if (handed.slot != NULL) {
-        free(handed.kept);
-        return answer;
-    }
     cd_kept_section_release(handed.kept);
+    if (handed.slot != NULL)
+        return answer;
     return answer ? CD_ANSWER_SECTION_KEPT : FALSE;
 }
 
@@ -781,7 +859,7 @@ static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned c
     if (kind == 2)
         return accept_part(r, a, &part, 0);
     if (kind == 1)
-        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id, 0);
+        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id, 0, NULL);
 
     if (!make_room(r, 1, a->size, a))
         return FALSE;
@@ -1045,7 +1123,7 @@ static int messages_waiting(const cd_receiver *r)
     return r->head != NULL;
 }
 
-int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_message **first)
+int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_message **first, size_t *leased)
 {
     ULONGLONG start = GetTickCount64();
     cd_message *last;
@@ -1053,6 +1131,7 @@ int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_m
     int status;
 
     *first = NULL;
+    *leased = 0;
     if (max_count == 0)
         return CD_INVALID;
     if (r->config.sync)
@@ -1066,10 +1145,12 @@ int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_m
     last = r->head;
     last->taken = 1;
     r->stats.queued_bytes -= last->size;
+    *leased += last->lease != NULL;
     for (count = 1; count < max_count && last->next; count++) {
         last = last->next;
         last->taken = 1;
         r->stats.queued_bytes -= last->size;
+        *leased += last->lease != NULL;
     }
     r->stats.queued_messages -= count;
     *first = r->head;
@@ -1097,6 +1178,12 @@ void cd_message_release(const char *data)
         release_message((cd_message *)data - 1);
 }
 
+void cd_message_free(cd_message *message)
+{
+    if (message != NULL)
+        release_message(message);
+}
+
 void cd_receiver_reply(cd_receiver *r, cd_message *message, intptr_t result)
 {
     AcquireSRWLockExclusive(&r->lock);
@@ -1114,9 +1201,10 @@ const void *cd_receiver_keep_section(cd_receiver *r, cd_message *message)
     (void)r;
     if (handed == NULL)
         return NULL;
-    /* The pump thread waits for this message's reply meanwhile: it cannot touch the slot. */
+    /* The pump thread waits for this message's reply meanwhile: it cannot touch the slot. The
+     * sender will hear to write elsewhere, so the slot goes (the frame's reference keeps the view). */
     if (handed->slot != NULL) {
-        memset(handed->slot, 0, sizeof *handed->slot);  /* forgotten, not unmapped */
+        unmap_section(handed->slot);
         handed->slot = NULL;
     }
     InterlockedIncrement(&handed->kept->references);

@@ -3,9 +3,8 @@
  * creates, owned by and open only to its own user, under an unguessable name in copydata's
  * namespace; one small WM_COPYDATA names the section and the range. The receiver opens only
  * names in that namespace, only sections owned by its own user (as PuTTY's Pageant checks the
- * owner of a mapping before it reads), maps exactly the range (Windows refuses a view past the
- * end of the section) and copies it out before it answers, so the sender may reuse the section
- * as soon as SendMessage returns.
+ * owner of a mapping before it reads), and reads only within the pages mapped. When to reuse
+ * a range is the descriptor's protocol (see CD_KIND_SECTION in copydata.h).
  */
 #include "win32.h"
 #include <sddl.h>
@@ -138,7 +137,8 @@ void cd_section_close(cd_section *section)
     free(section);
 }
 
-int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size)
+int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
+                   int *writable)
 {
     HANDLE mapping;
     PSID owner = NULL;
@@ -148,7 +148,13 @@ int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned c
 
     *view = NULL;
     *size = 0;
-    mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, (const wchar_t *)name);
+    /* Writable for leases (a release word), when the section allows it; else for reading. */
+    *writable = 1;
+    mapping = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE | READ_CONTROL, FALSE, (const wchar_t *)name);
+    if (mapping == NULL) {
+        *writable = 0;
+        mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, (const wchar_t *)name);
+    }
     if (mapping == NULL)
         return CD_NOT_FOUND;
     owned = GetSecurityInfo(mapping, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,
@@ -161,7 +167,7 @@ int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned c
         return CD_INVALID;
     }
     /* The whole section: the view keeps it alive, so the handle can go. */
-    *view = (const unsigned char *)MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 0);
+    *view = (const unsigned char *)MapViewOfFile(mapping, *writable ? FILE_MAP_WRITE : FILE_MAP_READ, 0, 0, 0);
     CloseHandle(mapping);
     if (*view == NULL)
         return CD_INVALID;

@@ -78,7 +78,10 @@ def bad_section(r: random.Random) -> bytes:
     elif choice == 3:
         offset = (1 << 64) - r.randrange(1, 100)
     encoded = name.encode("utf-16-le")
-    return header(r, 6) + struct.pack("<QQI", offset, length, max(characters, 0)) + encoded
+    lease = r.choice([0, 0, r.getrandbits(64)])
+    release_offset = r.choice([0, r.randrange(0, 1 << 21) * 8, r.getrandbits(64)])
+    return header(r, 6, request_id=lease) + struct.pack("<QQQI", offset, length, release_offset,
+                                                         max(characters, 0)) + encoded
 
 
 def forged_seal(r: random.Random, hwnd: int, tag: int, inner: bytes) -> bytes:

@@ -1,0 +1,166 @@
+"""Leases: large messages in a Sender's shared memory, read where they lie (queue mode).
+
+A frame offered with a lease may stay in the sender's section after the receiver answers it:
+its records of 1 MiB and more are queued as views of that memory, and the receiver writes the
+lease id into the sender's release word once the last of them is freed. The sender writes
+into that half again only after that, or moves to a new section (and stops offering leases)
+when the receiver holds on to them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+import pytest
+
+import copydata
+from copydata._core import lib
+from copydata._sender import SECTION_PREFIX
+from peer import payload
+from test_sections import USER, Section, batch_frame, descriptor, kernel32
+
+MiB = 1 << 20
+RELEASE_WORD = struct.Struct("<Q")
+UNWRITTEN = b"Z" * 8  # what Section fills a section with
+
+
+def read_section(name: str, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of the named section, as a third process would see them."""
+    mapping = kernel32.OpenFileMappingW(0x4, False, name)  # FILE_MAP_READ
+    if not mapping:
+        raise ctypes.WinError(ctypes.get_last_error())
+    try:
+        view = kernel32.MapViewOfFile(ctypes.c_void_p(mapping), 0x4, 0, 0, 0)
+        if not view:
+            raise ctypes.WinError(ctypes.get_last_error())
+        try:
+            return ctypes.string_at(view + offset, size)
+        finally:
+            kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
+    finally:
+        kernel32.CloseHandle(ctypes.c_void_p(mapping))
+
+
+kernel32.OpenFileMappingW.restype = ctypes.c_void_p
+
+
+def test_large_messages_are_read_in_place_and_every_byte_arrives(start_peer):
+    """More frames than the two halves hold, each released as its messages go: the halves are
+    written again and again, and no message changes before it is read."""
+    sizes = [MiB, 2_500_000, 100, (4 << 20) + 3, 70_000, MiB + 1]
+    specs = [(n, size, n + 1) for n, size in enumerate(sizes * 4)]
+    with copydata.Receiver(copy=False) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        for tag, size, seed in specs:
+            message = receiver.recv(timeout=60)
+            assert (message.tag, len(message.data)) == (tag, size)
+            assert isinstance(message.data, memoryview)
+            assert message.data == payload(size, seed), f"message {tag} ({size} bytes) arrived changed"
+            del message
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        stats = receiver.stats
+    assert stats.refused_messages == 0
+    # Every message of 1 MiB and more, and only those, was read in place.
+    assert stats.leased_messages == sum(size >= MiB for _, size, _ in specs)
+
+
+def test_a_copying_receiver_takes_leases_too(start_peer):
+    """copy=True: Python copies each leased message into bytes and frees it at once."""
+    specs = [(n, 3 * MiB, n) for n in range(8)]
+    with copydata.Receiver() as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        for tag, size, seed in specs:
+            message = receiver.recv(timeout=60)
+            assert type(message.data) is bytes
+            assert (message.tag, message.data) == (tag, payload(size, seed))
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        assert receiver.stats.leased_messages == len(specs)
+
+
+def test_messages_held_by_the_receiver_are_never_written_over(start_peer):
+    """The receiver keeps every view: the sender cannot reuse its halves, moves to a new section
+    after a short wait, and copies from then on. Every view kept still holds its bytes."""
+    specs = [(n, 3 * MiB, n + 100) for n in range(10)]
+    with copydata.Receiver(copy=False) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        kept = [receiver.recv(timeout=60) for _ in specs]
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        stats = receiver.stats
+    for message, (tag, size, seed) in zip(kept, specs):
+        assert (message.tag, message.data) == (tag, payload(size, seed)), f"message {tag} was written over"
+    # Some were leased before the sender gave up on leases; the rest were copied.
+    assert 2 <= stats.leased_messages < len(specs)
+    assert stats.refused_messages == 0
+
+
+def lease_frame_section(name: str, sddl: str, big: bytes) -> tuple[Section, bytes, int]:
+    """A section holding a batch frame of a large record and a small one; the frame and the
+    offset of an 8-byte release word behind it."""
+    frame = batch_frame((1, big), (2, b"small"))
+    release_offset = -(-len(frame) // 8) * 8
+    return Section(name, release_offset + 4096, sddl, frame), frame, release_offset
+
+
+def test_the_release_word_is_written_once_the_last_leased_message_goes(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    big = bytes(range(256)) * (MiB // 256)
+    ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", big)
+    try:
+        receiver = copydata.Receiver(copy=False)
+        offer = descriptor(name, 0, len(frame), request_id=77, release_offset=release_offset)
+        assert copydata.send(receiver, offer, tag=9) == lib.CD_ANSWER_LEASED
+        large, small = receiver.recv(timeout=5), receiver.recv(timeout=5)
+        assert (large.tag, large.data, small.tag, small.data) == (1, big, 2, b"small")
+        assert receiver.stats.leased_messages == 1  # the small record was copied
+        assert read_section(name, release_offset, 8) == UNWRITTEN  # still held
+        receiver.close()
+        assert large.data == big  # outlives its receiver
+        del large
+        assert RELEASE_WORD.unpack(read_section(name, release_offset, 8)) == (77,)
+    finally:
+        ours.close()
+
+
+def test_a_frame_without_large_records_is_copied_and_its_release_word_left_alone(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", b"x" * (MiB - 1))
+    try:
+        with copydata.Receiver(copy=False) as receiver:
+            offer = descriptor(name, 0, len(frame), request_id=77, release_offset=release_offset)
+            assert copydata.send(receiver, offer, tag=9) == 1
+            assert [m.data for m in receiver.recv_many(2, timeout=5)] == [b"x" * (MiB - 1), b"small"]
+            assert receiver.stats.leased_messages == 0
+        assert read_section(name, release_offset, 8) == UNWRITTEN
+    finally:
+        ours.close()
+
+
+def test_a_release_word_outside_the_section_is_refused(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", b"y" * MiB)
+    try:
+        with copydata.Receiver(copy=False) as receiver:
+            past_the_end = descriptor(name, 0, len(frame), request_id=5, release_offset=release_offset + (1 << 30))
+            with pytest.raises(copydata.Rejected):
+                copydata.send(receiver, past_the_end, tag=9)
+            assert receiver.stats.refused_section == 1
+            with pytest.raises(copydata.RecvTimeout):
+                receiver.recv(timeout=0.2)
+    finally:
+        ours.close()
+
+
+def test_a_sync_receiver_answers_a_lease_offer_as_it_answers_any_frame(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", b"z" * MiB)
+    seen = []
+    try:
+        with copydata.Receiver(sync=True, on_message=lambda m: seen.append(len(m.data))) as receiver:
+            offer = descriptor(name, 0, len(frame), request_id=5, release_offset=release_offset)
+            assert copydata.send(receiver, offer, tag=9) == 1
+            assert receiver.stats.leased_messages == 0
+        assert seen == [MiB, 5]
+        assert read_section(name, release_offset, 8) == UNWRITTEN
+    finally:
+        ours.close()
