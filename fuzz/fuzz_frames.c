@@ -6,7 +6,8 @@
  *     payload and finds exactly the records and bytes it reported;
  *   - whatever cd_part_check accepts lies inside the payload and inside its message's total;
  *   - whatever cd_section_check accepts names a section inside copydata's namespace, in
- *     exactly the bytes the descriptor has, and a range that does not overflow;
+ *     exactly the bytes the descriptor has, a range that does not overflow, and a release
+ *     word only with a lease, on 8 bytes and outside that range;
  *   - whatever cd_seal_check accepts has its MAC and inner payload inside the payload;
  *   - no payload is more than one kind of frame;
  *   - read as a script of sealed frames arriving, the replay table never takes one frame twice;
@@ -73,6 +74,12 @@ static void check_section(const uint8_t *data, size_t size, const cd_section_des
         EXPECT(d->name[i] != '\\' && d->name[i] != 0);
     EXPECT(memcmp(d->name, data + CD_SECTION_HEADER_SIZE, 2 * characters) == 0);
     EXPECT(d->length > 0 && d->offset <= UINT64_MAX - d->length);
+    /* A release word only with a lease, on 8 bytes, outside the range it releases. */
+    if (d->lease_id == 0)
+        EXPECT(d->release_offset == 0);
+    else
+        EXPECT(d->release_offset % 8 == 0 && d->release_offset <= UINT64_MAX - 8
+               && (d->release_offset + 8 <= d->offset || d->release_offset >= d->offset + d->length));
 }
 
 /* Cuts the input into pieces (a length byte, then that many bytes), frames them, reads them back. */
