@@ -12,8 +12,9 @@ from mechanisms.copydata_send import SEND_TIMEOUT, serve  # noqa: F401  (same re
 
 LABEL = "copydata.Sender"
 NOTE = ("copydata.Sender with its defaults: batch frames up to 8 MiB, those above 64 KiB built in one half "
-        "of a shared-memory section while the receiver copies the other half out, larger messages in 8 MiB "
-        "parts through the halves; streaming: flushed once, at the end")
+        "of a shared-memory section while the receiver takes the other half (messages of 1 MiB and more read "
+        "in place under a lease, smaller ones copied out), larger messages in 8 MiB parts through the halves; "
+        "streaming: flushed once, at the end")
 # Messages are batched, so one message's round trip means nothing: throughput only.
 ROUND_TRIP = False
 # At small sizes, 50 times as many messages as the others send (within the byte budget), so
