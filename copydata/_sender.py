@@ -241,7 +241,7 @@ class Sender:
         self._start_frame()
         if in_section and answer == lib.CD_ANSWER_SECTION_KEPT:
             # The receiver still reads this section (views kept past sync-mode callbacks).
-            self._open_section(self._half_size)
+            self._leave_section()
         elif self._batch.borrowed:
             self._switch_half()
         self._first_waiting_since = None
@@ -265,11 +265,22 @@ class Sender:
         other = self._half ^ 1
         if not self._released(other):
             self._offer_leases = False
-            self._open_section(self._half_size)
+            self._leave_section()
             return
         self._half = other
         view = ffi.cast("char *", lib.cd_section_view(self._section)) + self._half * self._half_size
         lib.cd_batch_move(self._batch, view, self._half_size)
+
+    def _leave_section(self) -> None:
+        """Moves the (empty) frame to a new section: the receiver still reads this one. Should
+        no section be made, the frame moves to private memory instead (and to a new section
+        once it outgrows WM_COPYDATA), never staying where the receiver reads."""
+        try:
+            self._open_section(self._half_size)
+        except BaseException:
+            lib.cd_batch_release(self._batch)
+            self._start_frame()
+            raise
 
     def _released(self, half: int) -> bool:
         """Whether the frame leased in ``half`` (if any) is released, waiting up to _LEASE_GRACE."""
@@ -290,7 +301,7 @@ class Sender:
     def _send_section_parts(self, tag: int, pointer: Any, size: int) -> bool:
         """Sends one message in parts through the halves of the section; False (nothing sent)
         when the receiver takes no parts."""
-        if self._section is None:
+        if self._section is None or not self._batch.borrowed:
             self._open_section(self._frame_limit)
         transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
         chunk_size = self._half_size - lib.CD_PART_HEADER_SIZE

@@ -18,7 +18,7 @@ import copydata
 from copydata._core import lib
 from copydata._sender import SECTION_PREFIX
 from peer import payload
-from test_sections import USER, Section, batch_frame, descriptor, kernel32
+from test_sections import USER, Section, batch_frame, descriptor, failing_once, kernel32
 
 MiB = 1 << 20
 RELEASE_WORD = struct.Struct("<Q")
@@ -164,3 +164,28 @@ def test_a_sync_receiver_answers_a_lease_offer_as_it_answers_any_frame(unique_na
         assert read_section(name, release_offset, 8) == UNWRITTEN
     finally:
         ours.close()
+
+
+def test_a_sender_that_cannot_move_to_a_new_section_never_writes_over_held_messages():
+    """The first message stays queued (held) past the lease's grace, so the Sender must leave
+    its section, and cannot: the next frame goes to private memory, then to a new section,
+    not into the half the receiver still reads."""
+    with copydata.Receiver(copy=False) as receiver:
+        sender = copydata.Sender(receiver, linger=60, timeout=10)
+        sender.send(b"a" * (3 * MiB), tag=1)
+        sender.flush()
+        calls = failing_once(sender)
+        sender.send(b"b" * (3 * MiB), tag=2)
+        with pytest.raises(copydata.CopyDataError, match="no section this time"):
+            sender.flush()  # b was accepted; then the move to a new section failed
+        sender.send(b"c" * (9 * MiB), tag=3)  # in parts, which need a section too
+        sender.send(b"d" * (3 * MiB), tag=4)
+        sender.send(b"e" * 100, tag=5)
+        sender.close()
+        messages = receiver.recv_many(5, timeout=5)
+        while len(messages) < 5:
+            messages += receiver.recv_many(5, timeout=5)
+    assert [(m.tag, bytes(m.data)) for m in messages] == [
+        (1, b"a" * (3 * MiB)), (2, b"b" * (3 * MiB)), (3, b"c" * (9 * MiB)), (4, b"d" * (3 * MiB)),
+        (5, b"e" * 100)]
+    assert len(calls) == 2  # the failure, then the section the parts went through

@@ -382,9 +382,26 @@ def test_a_sync_receiver_reads_a_senders_shared_memory_in_place(start_peer):
         assert receiver.stats.refused_messages == 0
 
 
-def test_a_section_kept_by_a_sync_receiver_is_never_written_again():
+def failing_once(sender: copydata.Sender) -> list[int]:
+    """Makes the sender's next attempt to create a section fail; the calls made, in a list."""
+    calls: list[int] = []
+    real = sender._open_section
+
+    def open_section(least: int) -> None:
+        calls.append(least)
+        if len(calls) == 1:
+            raise copydata.CopyDataError("no section this time (test)")
+        real(least)
+
+    sender._open_section = open_section  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("new_section_fails", [False, True])
+def test_a_section_kept_by_a_sync_receiver_is_never_written_again(new_section_fails):
     """A view kept past its callback keeps the sender's section mapped; the receiver answers
-    so, and the sender writes its next frames into a new section, not over the view."""
+    so, and the sender writes its next frames into a new section, not over the view. Should
+    that section not be made at once, the next frame waits in private memory meanwhile."""
     kept = []
 
     def on_message(message):
@@ -394,7 +411,13 @@ def test_a_section_kept_by_a_sync_receiver_is_never_written_again():
     with copydata.Receiver(sync=True, copy=False, on_message=on_message) as receiver:
         with copydata.Sender(receiver, linger=60, shm_threshold=1000) as sender:
             sender.send(b"a" * 5000, tag=1)
-            sender.flush()
+            if new_section_fails:
+                calls = failing_once(sender)
+                with pytest.raises(copydata.CopyDataError, match="no section this time"):
+                    sender.flush()  # accepted and kept: the sender must write elsewhere, and cannot
+                assert len(calls) == 1
+            else:
+                sender.flush()
             sender.send(b"b" * 5000, tag=2)  # the same place in the section as the first one
             sender.flush()
         assert receiver.stats.received_messages == 2
