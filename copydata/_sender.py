@@ -58,7 +58,10 @@ class Sender:
     only a small descriptor of it travels as WM_COPYDATA: each message is copied into the
     section once and out of it once, by the receiver, and many large messages cost one round
     trip. The section has two halves of ``max_batch_bytes``: the receiver answers a frame
-    before it copies it out, and the sender fills the other half meanwhile. A message larger
+    before it copies it out, and the sender fills the other half meanwhile. A queue-mode
+    receiver copies no message of 1 MiB or more at all: it reads it in place, under a lease,
+    and the sender writes into that half again once the receiver has released it (or, after
+    50 ms, moves to a new section and stops offering leases). A message larger
     than ``max_batch_bytes`` goes through the halves in parts, so the section never grows
     (sent whole instead to a receiver in sync mode, which takes no parts). With
     ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
