@@ -197,7 +197,7 @@ class Sender:
                 return
             try:
                 self._raise_if_unusable()
-                self._flush_frame()
+                self._flush_frame(last=True)
             finally:
                 self._closed = True
                 self._lock.notify_all()
@@ -229,7 +229,9 @@ class Sender:
         if error is not None:
             raise error
 
-    def _flush_frame(self) -> None:
+    def _flush_frame(self, last: bool = False) -> None:
+        """Sends the frame, then starts the next one (``last``: where it is, as none follows;
+        only its header is written, which the receiver has read already)."""
         if self._batch.records == 0:
             return
         what = f"a frame of {self._batch.records} messages; they are still pending"
@@ -242,10 +244,10 @@ class Sender:
         else:
             answer = self._deliver(0, self._batch.data, self._batch.size, what)
         self._start_frame()
-        if in_section and answer == lib.CD_ANSWER_SECTION_KEPT:
+        if not last and in_section and answer == lib.CD_ANSWER_SECTION_KEPT:
             # The receiver still reads this section (views kept past sync-mode callbacks).
             self._leave_section()
-        elif self._batch.borrowed:
+        elif not last and self._batch.borrowed:
             self._switch_half()
         self._first_waiting_since = None
 

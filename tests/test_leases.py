@@ -189,3 +189,21 @@ def test_a_sender_that_cannot_move_to_a_new_section_never_writes_over_held_messa
         (1, b"a" * (3 * MiB)), (2, b"b" * (3 * MiB)), (3, b"c" * (9 * MiB)), (4, b"d" * (3 * MiB)),
         (5, b"e" * 100)]
     assert len(calls) == 2  # the failure, then the section the parts went through
+
+
+def test_closing_waits_for_no_release_and_makes_no_section():
+    """The last frame needs no half after it: close() neither waits for the receiver to let go
+    of what it holds nor moves to a new section meanwhile."""
+    with copydata.Receiver(copy=False) as receiver:
+        sender = copydata.Sender(receiver, linger=60)
+        sections = []
+        real = sender._open_section
+        sender._open_section = lambda least: (sections.append(least), real(least))[1]  # type: ignore[method-assign]
+        sender.send(b"a" * (3 * MiB), tag=1)
+        sender.flush()  # leased, in the first half, and held in the queue
+        sender.send(b"b" * (3 * MiB), tag=2)
+        sender.close()
+        assert len(sections) == 1
+        assert [(m.tag, bytes(m.data)) for m in receiver.recv_many(2, timeout=5)] == [
+            (1, b"a" * (3 * MiB)), (2, b"b" * (3 * MiB))]
+        assert receiver.stats.leased_messages == 2
