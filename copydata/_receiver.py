@@ -590,10 +590,9 @@ class Receiver:
             return payloads
         while message != ffi.NULL:
             following, size = message.next, message.size
-            if leased and message.lease != ffi.NULL:
-                owner = ffi.gc(ffi.cast("char *", message.data), functools.partial(_free_message, message), size)
-            else:
-                owner = ffi.gc(ffi.cast("char *", message.data), lib.cd_message_release, size)
+            release = (functools.partial(_free_message, message) if leased and message.lease != ffi.NULL
+                       else lib.cd_message_release)
+            owner = ffi.gc(ffi.cast("char *", message.data), release, size)
             payloads.append((message.tag, memoryview(ffi.buffer(owner, size)).toreadonly(), message.sender,
                              message.codec_id))
             message = following

@@ -290,11 +290,8 @@ class Sender:
     def _released(self, half: int) -> bool:
         """Whether the frame leased in ``half`` (if any) is released, waiting up to _LEASE_GRACE."""
         lease = self._leases[half]
-        if lease == 0 or self._release_words[half] == lease:
-            self._leases[half] = 0
-            return True
         start = time.monotonic()
-        while self._release_words[half] != lease:
+        while lease and self._release_words[half] != lease:
             waited = time.monotonic() - start
             if waited > _LEASE_GRACE:
                 return False
@@ -306,7 +303,7 @@ class Sender:
     def _send_section_parts(self, tag: int, pointer: Any, size: int) -> bool:
         """Sends one message in parts through the halves of the section; False (nothing sent)
         when the receiver takes no parts."""
-        if self._section is None or not self._batch.borrowed:
+        if not self._batch.borrowed:  # no section yet, or the frame had to leave it
             self._open_section(self._frame_limit)
         transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
         chunk_size = self._half_size - lib.CD_PART_HEADER_SIZE
