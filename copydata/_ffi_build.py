@@ -42,6 +42,8 @@ ffibuilder.cdef(
 #define CD_ANSWER_NO_PARTS ...
 #define CD_ANSWER_LEASED ...
 #define CD_LEASE_MIN_RECORD ...
+#define CD_PACK_MESSAGE_LIMIT ...
+#define CD_PACK_BLOCK_LIMIT ...
 #define CD_SECTION_HEADER_SIZE ...
 #define CD_MAX_SECTION_NAME ...
 #define CD_KIND_SEALED ...
@@ -87,6 +89,15 @@ typedef struct cd_message {
     cd_lease *lease;
     ...;
 } cd_message;
+
+typedef struct cd_packed_row {
+    uint64_t tag;
+    uint64_t sender;
+    uint64_t offset;
+    uint64_t size;
+    int32_t codec_id;
+    uint32_t packed;
+} cd_packed_row;
 
 typedef struct cd_stats {
     uint64_t received_messages;
@@ -143,6 +154,9 @@ uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
 int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first,
                      size_t *leased);
 void cd_messages_free(cd_message *first);
+int cd_messages_pack(cd_message *first, char **block, size_t *block_size, size_t *count, cd_message **rest,
+                     cd_message **after);
+void cd_block_free(char *block);
 void cd_message_release(const char *data);
 void cd_message_free(cd_message *message);
 void cd_receiver_reply(cd_receiver *receiver, cd_message *message, intptr_t result);

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import functools
 import logging
+import struct
 import sys
 import threading
 import time
@@ -89,6 +90,9 @@ _REASONS = {
 REFUSAL_REASONS = tuple(_REASONS.values())
 _REFUSALS_PER_TAKE = 256
 _BYTES_CODEC_ID = _codecs.BytesCodec.codec_id
+# A row of the table cd_messages_pack puts before the payloads it packs.
+_PACKED_ROW = struct.Struct("<QQQQiI")
+assert _PACKED_ROW.size == ffi.sizeof("cd_packed_row")
 
 
 class ReceiverStats(NamedTuple):
@@ -196,7 +200,8 @@ class Receiver:
     ``copy=False`` hands over the receiver's own buffer instead of copying it into ``bytes``:
     ``data`` of a bytes-codec message is then a read-only ``memoryview`` (the copy a large
     message would cost is saved), valid for as long as you hold it or a slice of it, even
-    after close. A message of 1 MiB or more that a ``Sender`` left in its shared memory under
+    after close. Small messages (up to 4 KiB) taken together are slices of one block of at
+    most 256 KiB: holding one holds its block. A message of 1 MiB or more that a ``Sender`` left in its shared memory under
     a lease is a view of that memory itself, with no copy at all (``stats.leased_messages``):
     the sender writes there again only once the view is gone, but the memory is the
     sender's, so the view is only as steady as the sender is well-behaved. Other codecs
@@ -575,10 +580,38 @@ class Receiver:
 
     @staticmethod
     def _unpack(first: Any, copy: bool, leased: int) -> list[tuple[int, Any, int, int]]:
-        """The messages of a list taken from C, as (tag, payload, sender, codec id); frees the
-        list, or, without copy, hands each message's buffer to its payload, which frees it.
-        ``leased`` of them lie in a sender's section (see ``ReceiverStats.leased_messages``):
-        their buffers are not behind the message, and freeing them releases the lease."""
+        """The messages of a list taken from C, as (tag, payload, sender, codec id), and frees the
+        list (without copy, each payload's owner frees what it needs once it goes). C packs
+        small messages into blocks: a table read in one call, and their payloads as slices of
+        the block (copied into ``bytes`` with copy), with no C object of their own. The others
+        come one by one, as :meth:`_unpack_one_by_one` hands them over."""
+        payloads: list[tuple[int, Any, int, int]] = []
+        block, block_size, count = ffi.new("char **"), ffi.new("size_t *"), ffi.new("size_t *")
+        rest, after = ffi.new("cd_message **"), ffi.new("cd_message **")
+        while first != ffi.NULL:
+            if lib.cd_messages_pack(first, block, block_size, count, rest, after) != lib.CD_OK:
+                payloads += Receiver._unpack_one_by_one(first, copy, leased)
+                break
+            whole: Any
+            if copy:
+                whole = ffi.unpack(block[0], block_size[0])
+                lib.cd_block_free(block[0])
+            else:
+                owner = ffi.gc(block[0], lib.cd_block_free, block_size[0])
+                whole = memoryview(ffi.buffer(owner, block_size[0])).toreadonly()
+            others = iter(Receiver._unpack_one_by_one(rest[0], copy, leased))
+            payloads += [(tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
+                         for tag, sender, offset, size, codec_id, packed
+                         in _PACKED_ROW.iter_unpack(whole[:count[0] * _PACKED_ROW.size])]
+            first = after[0]
+        return payloads
+
+    @staticmethod
+    def _unpack_one_by_one(first: Any, copy: bool, leased: int) -> list[tuple[int, Any, int, int]]:
+        """:meth:`_unpack` for messages each in a buffer of its own: frees the list, or,
+        without copy, hands each message's buffer to its payload, which frees it. ``leased`` of
+        them lie in a sender's section (see ``ReceiverStats.leased_messages``): their buffers
+        are not behind the message, and freeing them releases the lease."""
         payloads = []
         message = first
         if copy:

@@ -143,6 +143,19 @@ typedef struct cd_message {
     intptr_t result;
 } cd_message;
 
+#define CD_PACK_MESSAGE_LIMIT 4096u
+/* A kept view of one small message keeps its whole block: this bounds what it keeps. */
+#define CD_PACK_BLOCK_LIMIT (256u << 10)
+
+typedef struct cd_packed_row {
+    uint64_t tag;
+    uint64_t sender;
+    uint64_t offset;    /* packed: where the payload lies in the block */
+    uint64_t size;
+    int32_t codec_id;
+    uint32_t packed;    /* 0: the message is the next one left in the list, with its own buffer */
+} cd_packed_row;
+
 typedef struct cd_stats {
     uint64_t received_messages;   /* accepted into the queue */
     uint64_t received_bytes;
@@ -199,6 +212,19 @@ uint64_t cd_receiver_hwnd(const cd_receiver *receiver);
 int cd_receiver_take(cd_receiver *receiver, size_t max_count, uint32_t timeout_ms, cd_message **first,
                      size_t *leased);
 void cd_messages_free(cd_message *first);
+/*
+ * Async mode: copies the payloads of the small messages of a taken list (at most
+ * CD_PACK_MESSAGE_LIMIT bytes each, none with a lease) into one block and frees those messages,
+ * so that Python makes one object for many messages instead of one per message. It goes from
+ * first until the next small message would take the payloads past CD_PACK_BLOCK_LIMIT: *after
+ * is that message, the start of what is left for the next block (NULL: the whole list is done).
+ * The block starts with one cd_packed_row per message before *after, in order (*count of them),
+ * then the payloads; free it with cd_block_free. Those not packed are moved to the list *rest,
+ * in order, to be freed as cd_receiver_take's are. On CD_NO_MEMORY nothing changed.
+ */
+int cd_messages_pack(cd_message *first, char **block, size_t *block_size, size_t *count, cd_message **rest,
+                     cd_message **after);
+void cd_block_free(char *block);
 /* Frees one async-mode message, given its data pointer: for buffers handed to Python as they
  * are, but for messages with a lease (cd_receiver_take counts them in leased), whose data lies
  * in the sender's section: free those with cd_message_free. */

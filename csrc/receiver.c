@@ -1171,6 +1171,67 @@ void cd_messages_free(cd_message *first)
     }
 }
 
+static int packable(const cd_message *m)
+{
+    return m->lease == NULL && m->size <= CD_PACK_MESSAGE_LIMIT;
+}
+
+int cd_messages_pack(cd_message *first, char **block, size_t *block_size, size_t *count, cd_message **rest,
+                     cd_message **after)
+{
+    size_t rows = 0, packed_bytes = 0, offset, i;
+    cd_message *m, *next, **rest_tail = rest;
+    cd_packed_row *row;
+    char *out;
+
+    *block = NULL;
+    *block_size = *count = 0;
+    *rest = *after = NULL;
+    for (m = first; m != NULL; m = m->next, rows++) {
+        if (!packable(m))
+            continue;
+        if (m->size > CD_PACK_BLOCK_LIMIT - packed_bytes)
+            break;
+        packed_bytes += m->size;
+    }
+    /* rows is bounded by what the queue holds, so the table's size cannot overflow. */
+    offset = rows * sizeof(cd_packed_row);
+    out = malloc(offset + packed_bytes + 1);
+    if (out == NULL)
+        return CD_NO_MEMORY;
+    *block = out;
+    *block_size = offset + packed_bytes;
+    *count = rows;
+    *after = m;
+    row = (cd_packed_row *)out;
+    for (i = 0, m = first; i < rows; i++, m = next, row++) {
+        next = m->next;
+        row->tag = m->tag;
+        row->sender = m->sender;
+        row->size = m->size;
+        row->codec_id = m->codec_id;
+        row->packed = (uint32_t)packable(m);
+        if (row->packed) {
+            row->offset = offset;
+            if (m->size != 0)
+                memcpy(out + offset, m->data, m->size);
+            offset += m->size;
+            release_message(m);
+        } else {
+            row->offset = 0;
+            m->next = NULL;
+            *rest_tail = m;
+            rest_tail = &m->next;
+        }
+    }
+    return CD_OK;
+}
+
+void cd_block_free(char *block)
+{
+    free(block);
+}
+
 void cd_message_release(const char *data)
 {
     /* new_message puts the data right behind the message's own fields. */
