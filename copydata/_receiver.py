@@ -585,6 +585,8 @@ class Receiver:
         small messages into blocks: a table read in one call, and their payloads as slices of
         the block (copied into ``bytes`` with copy), with no C object of their own. The others
         come one by one, as :meth:`_unpack_one_by_one` hands them over."""
+        if first.next == ffi.NULL:  # one message (one send per call): a block would only cost
+            return Receiver._unpack_one_by_one(first, copy, leased)
         payloads: list[tuple[int, Any, int, int]] = []
         block, block_size, count = ffi.new("char **"), ffi.new("size_t *"), ffi.new("size_t *")
         rest, after = ffi.new("cd_message **"), ffi.new("cd_message **")
