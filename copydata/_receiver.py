@@ -488,24 +488,40 @@ class Receiver:
         """Answer a message sent with ``copydata.request``: bytes-like values go as bytes,
         anything else with the request's codec; None sends an empty reply.
 
-        A receiver with ``on_message`` replies by itself with what the callback returns.
+        Raises what the codec raises when it cannot encode ``value`` (nothing is sent then, so
+        you may reply again). A receiver with ``on_message`` replies by itself with what the
+        callback returns; should that not encode, the requester gets ``RequestFailed``.
         """
         if request.request_id is None:
             raise ValueError("that message is not a request: its sender did not call copydata.request")
-        self._send_reply(request, value)
+        self._deliver_reply(request, self._reply_payload(request, value))
 
     def _send_reply(self, request: Message, value: object, failed: bool = False) -> None:
+        """Replies for a callback (or a refusal): a value the codec cannot encode becomes a
+        failed reply that says so, never silence the requester would wait out."""
+        try:
+            payload = self._reply_payload(request, value, failed)
+        except Exception as error:
+            logger.warning("receiver %#x could not encode its reply to request %s from %#x: %s",
+                           self._hwnd, request.request_id, request.sender, error)
+            payload = self._reply_payload(
+                request, f"the reply could not be encoded: {type(error).__name__}: {error}", failed=True)
+        self._deliver_reply(request, payload)
+
+    def _reply_payload(self, request: Message, value: object, failed: bool = False) -> bytes:
+        if failed:
+            codec_id, kind, body = _codecs.TextCodec.codec_id, _envelope.FAILED_REPLY, str(value).encode()
+        elif value is None or isinstance(value, (bytes, bytearray, memoryview)):
+            codec_id, kind, body = _codecs.BytesCodec.codec_id, _envelope.REPLY, bytes(value or b"")
+        else:
+            codec = self._codec if request.codec in ("custom", self._codec_name) else _codecs.resolve(request.codec)
+            codec_id, kind, body = _codecs.codec_id(codec), _envelope.REPLY, codec.encode(value)
+        return _envelope.wrap(body, codec_id, kind, request.request_id)  # type: ignore[arg-type]
+
+    def _deliver_reply(self, request: Message, payload: bytes) -> None:
         from ._send import send  # _send imports this module
 
         try:
-            if failed:
-                codec_id, kind, body = _codecs.TextCodec.codec_id, _envelope.FAILED_REPLY, str(value).encode()
-            elif value is None or isinstance(value, (bytes, bytearray, memoryview)):
-                codec_id, kind, body = _codecs.BytesCodec.codec_id, _envelope.REPLY, bytes(value or b"")
-            else:
-                codec = self._codec if request.codec in ("custom", self._codec_name) else _codecs.resolve(request.codec)
-                codec_id, kind, body = _codecs.codec_id(codec), _envelope.REPLY, codec.encode(value)
-            payload = _envelope.wrap(body, codec_id, kind, request.request_id)  # type: ignore[arg-type]
             send(request.sender, payload, tag=request.tag, timeout=self._reply_timeout, sender=self._hwnd,
                  key=self._key)
         except Exception as error:

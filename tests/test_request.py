@@ -109,3 +109,29 @@ def test_a_forged_reply_is_counted_and_ignored():
     while window.stats.stray_replies == before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert window.stats.stray_replies == before + 1
+
+
+def test_a_callback_reply_the_codec_cannot_encode_fails_the_request_at_once(start_peer):
+    """Not a RequestTimeout after the whole timeout: the requester hears why at once."""
+    with copydata.Receiver(on_message=lambda message: {1, 2}, codec="json") as receiver:
+        peer = start_peer("request", str(receiver.hwnd), "json", json.dumps([1]))  # waits up to 10 s
+        started = time.monotonic()
+        report = peer.read(timeout=30)
+        assert report["error"] == "RequestFailed"
+        assert "could not be encoded: TypeError" in report["message"]
+        assert time.monotonic() - started < 8
+        peer.finish()
+
+
+def test_queue_mode_reply_raises_the_codec_error_and_may_reply_again():
+    with copydata.Receiver() as receiver:
+        result = []
+        thread = threading.Thread(
+            target=lambda: result.append(copydata.request(receiver, "q", codec="text", timeout=10)))
+        thread.start()
+        message = receiver.recv(timeout=10)
+        with pytest.raises(TypeError, match="the text codec sends str, not int"):
+            receiver.reply(message, 42)
+        receiver.reply(message, "forty-two")
+        thread.join(10)
+        assert result[0].data == "forty-two"
