@@ -379,8 +379,12 @@ enum cd_replay_verdict {
     CD_REPLAY_CROWDED = 3    /* a new sealer, and CD_MAX_SEALERS are fresh already */
 };
 int cd_replay_check(const cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
-/* Remembers an accepted seal (after cd_replay_check said CD_REPLAY_NEW): CD_OK, CD_NO_MEMORY,
- * or CD_FULL when CD_MAX_SEALERS fresh sealers are known already. */
+/* Makes room for the seal's sealer, if new, before its frame is accepted, so that recording it
+ * afterwards cannot fail: CD_OK, CD_NO_MEMORY, or CD_FULL when CD_MAX_SEALERS fresh sealers are
+ * known already. */
+int cd_replay_reserve(cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
+/* Remembers an accepted seal (after cd_replay_check said CD_REPLAY_NEW); fails only as
+ * cd_replay_reserve does, and never after it succeeded for this seal. */
 int cd_replay_record(cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
 void cd_replay_release(cd_replay *replay);
 

@@ -892,9 +892,11 @@ static LRESULT accept_sealed(cd_receiver *r, const arrival *a, const unsigned ch
             return refuse(r, CD_REASON_REPLAYED, a);
         return accept_payload(r, &inner, seal.inner);
     }
+    /* Only an accepted frame counts as seen (a refused one may be offered again), and a frame
+     * is accepted only once its record is sure to fit: never queued yet replayable. */
+    if (cd_replay_reserve(&r->replay, &seal, now) != CD_OK)
+        return refuse(r, CD_REASON_QUEUE_FULL, a);
     result = accept_payload(r, &inner, seal.inner);
-    /* Only an accepted frame counts as seen: a refused one may be offered again. Should the
-     * table be full now, the frame is already queued, and the next new sealer is refused. */
     if (result)
         cd_replay_record(&r->replay, &seal, now);
     return result;

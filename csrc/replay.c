@@ -65,27 +65,39 @@ static void forget_expired(cd_replay *replay, uint64_t now_ms)
     }
 }
 
+int cd_replay_reserve(cd_replay *replay, const cd_seal *seal, uint64_t now_ms)
+{
+    size_t capacity;
+    cd_replay_entry *grown;
+
+    if (find_entry(replay, seal->sealer_id) != NULL || replay->count < replay->capacity)
+        return CD_OK;
+    forget_expired(replay, now_ms);
+    if (replay->count < replay->capacity)
+        return CD_OK;
+    capacity = replay->capacity ? 2 * replay->capacity : 16;
+    if (capacity > CD_MAX_SEALERS)
+        capacity = CD_MAX_SEALERS;
+    if (replay->count == capacity)
+        return CD_FULL;
+    grown = (cd_replay_entry *)realloc(replay->entries, capacity * sizeof *grown);
+    if (grown == NULL)
+        return CD_NO_MEMORY;
+    replay->entries = grown;
+    replay->capacity = capacity;
+    return CD_OK;
+}
+
 int cd_replay_record(cd_replay *replay, const cd_seal *seal, uint64_t now_ms)
 {
-    cd_replay_entry *entry = (cd_replay_entry *)find_entry(replay, seal->sealer_id);
+    cd_replay_entry *entry;
     uint64_t ahead;
+    int status = cd_replay_reserve(replay, seal, now_ms);
 
+    if (status != CD_OK)
+        return status;
+    entry = (cd_replay_entry *)find_entry(replay, seal->sealer_id);
     if (entry == NULL) {
-        if (replay->count == replay->capacity)
-            forget_expired(replay, now_ms);
-        if (replay->count == replay->capacity) {
-            size_t capacity = replay->capacity ? 2 * replay->capacity : 16;
-            cd_replay_entry *grown;
-            if (capacity > CD_MAX_SEALERS)
-                capacity = CD_MAX_SEALERS;
-            if (replay->count == capacity)
-                return CD_FULL;
-            grown = (cd_replay_entry *)realloc(replay->entries, capacity * sizeof *grown);
-            if (grown == NULL)
-                return CD_NO_MEMORY;
-            replay->entries = grown;
-            replay->capacity = capacity;
-        }
         entry = &replay->entries[replay->count++];
         entry->sealer_id = seal->sealer_id;
         entry->newest = seal->counter;
