@@ -32,6 +32,10 @@ _SECTION_FIELDS = struct.Struct("<QQQI")
 _LEASE_GRACE = 0.05
 _LEASE_SPIN = 0.002
 _LEASE_PAUSE = 0.0005
+# After that, frames are copied for a while before leases are offered again: first this long,
+# doubling each time the receiver holds on again, up to the maximum.
+_NO_LEASES_FIRST = 1.0
+_NO_LEASES_MAX = 60.0
 # How long a Sender waits before it offers a refused frame again, doubling up to the maximum.
 _FIRST_BACKOFF = 0.001
 _MAX_BACKOFF = 0.01
@@ -61,7 +65,8 @@ class Sender:
     before it copies it out, and the sender fills the other half meanwhile. A queue-mode
     receiver copies no message of 1 MiB or more at all: it reads it in place, under a lease,
     and the sender writes into that half again once the receiver has released it (or, after
-    50 ms, moves to a new section and stops offering leases). A message larger
+    50 ms, moves to a new section and copies for a second, then two, doubling up to a minute
+    each time the receiver holds on, before it offers leases again). A message larger
     than ``max_batch_bytes`` goes through the halves in parts, so the section never grows
     (sent whole instead to a receiver in sync mode, which takes no parts). With
     ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
@@ -117,7 +122,8 @@ class Sender:
         self._release_words: Any = None  # after the halves: the receiver's release word of each
         self._leases = [0, 0]      # per half: the lease id a frame there is held under, or 0
         self._next_lease = 1
-        self._offer_leases = True  # until the receiver held a frame past _LEASE_GRACE
+        self._leases_from = 0.0    # time.monotonic() from which leases are offered (again)
+        self._no_leases_for = _NO_LEASES_FIRST  # how long they stop next time the receiver holds on
         self._whole_messages = False  # the receiver takes no parts (sync mode)
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
@@ -237,7 +243,7 @@ class Sender:
         what = f"a frame of {self._batch.records} messages; they are still pending"
         in_section = self._batch.borrowed and self._batch.size > self._inline_limit
         if in_section:
-            lease = self._next_lease if self._offer_leases else 0
+            lease = self._next_lease if time.monotonic() >= self._leases_from else 0
             answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
             if answer == lib.CD_ANSWER_LEASED and lease:
                 self._leases[self._half], self._next_lease = lease, lease + 1
@@ -266,10 +272,11 @@ class Sender:
         frame just answered out of this one; it is done once it has answered the next one.
         A frame it leased in the other half must be released first: should that take longer
         than _LEASE_GRACE (the receiver holds on to the messages), the frame moves to a new
-        section instead, and later frames are copied out, not leased."""
+        section instead, and the next frames are copied out, not leased, for a while."""
         other = self._half ^ 1
         if not self._released(other):
-            self._offer_leases = False
+            self._leases_from = time.monotonic() + self._no_leases_for
+            self._no_leases_for = min(2 * self._no_leases_for, _NO_LEASES_MAX)
             self._leave_section()
             return
         self._half = other

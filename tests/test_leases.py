@@ -10,11 +10,14 @@ when the receiver holds on to them.
 from __future__ import annotations
 
 import ctypes
+import gc
 import struct
+import time
 
 import pytest
 
 import copydata
+from copydata import _sender
 from copydata._core import lib
 from copydata._sender import SECTION_PREFIX
 from peer import payload
@@ -207,3 +210,43 @@ def test_closing_waits_for_no_release_and_makes_no_section():
         assert [(m.tag, bytes(m.data)) for m in receiver.recv_many(2, timeout=5)] == [
             (1, b"a" * (3 * MiB)), (2, b"b" * (3 * MiB))]
         assert receiver.stats.leased_messages == 2
+
+
+def test_a_sender_offers_leases_again_after_a_pause_that_doubles():
+    """A receiver that held a leased message past the grace gets copies for a while, then leases
+    again once it lets go: one slow moment does not cost it reads in place for good."""
+    assert (_sender._NO_LEASES_FIRST, _sender._NO_LEASES_MAX) == (1.0, 60.0)
+    sent: list[tuple[int, bytes]] = []
+    with copydata.Receiver(copy=False) as receiver, copydata.Sender(receiver, linger=0, timeout=10) as sender:
+
+        def send(tag: int) -> copydata.Message:
+            data = payload(3 * MiB, tag)
+            sender.send(data, tag=tag)
+            sent.append((tag, data))
+            return receiver.recv(timeout=10)
+
+        def leased_after(*tags: int) -> int:
+            for tag in tags:
+                message = send(tag)
+                assert (message.tag, message.data) == sent[-1]
+                del message
+            return receiver.stats.leased_messages
+
+        held = [send(0), send(1)]  # both halves leased, and held
+        assert receiver.stats.leased_messages == 2
+        held.append(send(2))  # no half is released in time: a new section, a copy
+        assert receiver.stats.leased_messages == 2
+        del held
+        gc.collect()
+        assert leased_after(3) == 2  # still within the pause
+        time.sleep(1.3)
+        assert leased_after(4, 5) == 4  # leases again
+        held = [send(6), send(7)]
+        assert receiver.stats.leased_messages == 6
+        held.append(send(8))  # held on again: the pause is 2 s this time
+        del held
+        gc.collect()
+        time.sleep(1.3)
+        assert leased_after(9) == 6
+        time.sleep(1.0)
+        assert leased_after(10) == 7
