@@ -201,11 +201,11 @@ class Receiver:
     ``data`` of a bytes-codec message is then a read-only ``memoryview`` (the copy a large
     message would cost is saved), valid for as long as you hold it or a slice of it, even
     after close. Small messages (up to 4 KiB) taken together are slices of one block of at
-    most 256 KiB: holding one holds its block. A message of 1 MiB or more that a ``Sender`` left in its shared memory under
-    a lease is a view of that memory itself, with no copy at all (``stats.leased_messages``):
-    the sender writes there again only once the view is gone, but the memory is the
-    sender's, so the view is only as steady as the sender is well-behaved. Other codecs
-    decode as usual. In sync mode, ``copy=False`` hands a message
+    most 256 KiB: holding one holds its block. A message of 1 MiB or more that a ``Sender``
+    left in its shared memory under a lease is a view of that memory itself, with no copy at
+    all (``stats.leased_messages``): the sender writes there again only once the view is
+    gone, but the memory is the sender's, so the view is only as steady as the sender is
+    well-behaved. Other codecs decode as usual. In sync mode, ``copy=False`` hands a message
     that came through a ``Sender``'s shared memory over as a read-only view of that memory
     itself, with no copy at all: the view is released when ``on_message`` returns (using it
     later raises ``ValueError``); a slice of it kept longer stays readable and unchanged (the

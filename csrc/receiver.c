@@ -889,7 +889,7 @@ static LRESULT accept_sealed(cd_receiver *r, const arrival *a, const unsigned ch
     if (r->config.sync) {
         /* The callback runs on it, whatever it answers: it must not run twice. */
         if (cd_replay_record(&r->replay, &seal, now) != CD_OK)
-            return refuse(r, CD_REASON_REPLAYED, a);
+            return refuse(r, CD_REASON_QUEUE_FULL, a);  /* no memory: it may be offered again */
         return accept_payload(r, &inner, seal.inner);
     }
     /* Only an accepted frame counts as seen (a refused one may be offered again), and a frame
