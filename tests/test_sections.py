@@ -18,6 +18,7 @@ import copydata
 from copydata import _envelope
 from copydata._sender import SECTION_PREFIX
 from peer import payload
+from test_parts import part
 
 kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
 advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
@@ -168,15 +169,11 @@ def test_a_sync_receiver_gets_messages_above_max_batch_bytes_whole(start_peer):
         assert receiver.stats.refused_parts_in_sync_mode == 1  # only the first part, once
 
 
-def part_frame(transfer_id: int, total: int, offset: int, data: bytes, codec: int = 0) -> bytes:
-    return _envelope.HEADER.pack(_envelope.MAGIC, 1, codec, 5, 0, transfer_id) + struct.pack("<QQ", total, offset) + data
-
-
 def test_parts_in_a_section_are_put_together_and_checked_like_inline_parts(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
-    first, second = part_frame(77, 30, 0, b"a" * 20), part_frame(77, 30, 20, b"b" * 10)
-    wrong_codec = part_frame(78, 10, 0, b"c" * 10, codec=1)
-    beyond = part_frame(79, 10, 5, b"d" * 10)
+    first, second = part(77, 30, 0, b"a" * 20), part(77, 30, 20, b"b" * 10)
+    wrong_codec = part(78, 10, 0, b"c" * 10, codec=1)
+    beyond = part(79, 10, 5, b"d" * 10)
     content = first + second + wrong_codec + beyond
     ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})", content)
     try:
