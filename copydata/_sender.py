@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import secrets
 import struct
@@ -82,6 +84,9 @@ class Sender:
     but refuses parts.
 
     ``key`` seals every frame for a receiver created with that key (see :class:`Receiver`).
+
+    In asyncio, :meth:`asend`, :meth:`aflush`, :meth:`aclose` and ``async with`` do the same
+    without blocking the event loop.
     """
 
     def __init__(
@@ -135,6 +140,9 @@ class Sender:
         self._background_error: CopyDataError | None = None
         self._closed = False
         self._lingerer: threading.Thread | None = None
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None  # for asyncio, made on first use
+        self._worker_lock = threading.Lock()
+        self._worker_backlog = 0  # calls submitted to the worker and not yet done
         if self._linger > 0:
             self._lingerer = threading.Thread(target=self._linger_loop, daemon=True,
                                               name=f"copydata-sender-{self._hwnd:#x}")
@@ -152,43 +160,9 @@ class Sender:
 
     def send(self, data: Any, tag: int = 0) -> None:
         """Add one message; it goes out with the next frame."""
-        # The common case (an int tag, bytes for the bytes codec) checks inline: this runs per message.
-        if type(tag) is not int or not 0 <= tag <= _MAX_TAG:
-            tag = _checks.tag(tag)
-        pointer = ffi.from_buffer(data if not self._encodes and type(data) is not str
-                                  else encode_body(data, self._codec))
-        size = len(pointer)
+        tag, pointer = self._prepare(data, tag)
         with self._lock:
-            if self._closed or self._background_error is not None:
-                self._raise_if_unusable()
-            if size > _MAX_RECORD and self._shm_threshold is not None:
-                raise ValueError(f"a message of {size} bytes is larger than a frame can hold ({_MAX_RECORD})")
-            if self._shm_threshold is None and size > self._chunk_size:
-                self._flush_frame()  # what came before goes first
-                self._send_parts(tag, pointer, size)
-                return
-            if (self._shm_threshold is not None and _FRAME_OVERHEAD + size > self._frame_limit
-                    and not self._whole_messages):
-                self._flush_frame()
-                if self._send_section_parts(tag, pointer, size):
-                    return
-            if (self._shm_threshold is not None and not self._batch.borrowed
-                    and lib.CD_BATCH_RECORD_HEADER_SIZE + size > self._inline_limit - self._batch.size):
-                # The frame outgrows WM_COPYDATA: into shared memory, before this message is copied in.
-                self._open_section(self._batch.size + lib.CD_BATCH_RECORD_HEADER_SIZE + size)
-            status = lib.cd_batch_add(self._batch, tag, pointer, size, self._frame_limit)
-            if status == lib.CD_FULL:
-                self._flush_frame()
-                if self._batch.borrowed and _FRAME_OVERHEAD + size > self._batch.capacity:
-                    self._open_section(_FRAME_OVERHEAD + size)
-                status = lib.cd_batch_add(self._batch, tag, pointer, size, self._frame_limit)
-            if status != lib.CD_OK:
-                raise MemoryError(f"could not add {size} bytes to the batch frame")
-            if self._linger == 0:
-                self._flush_frame()
-            elif self._first_waiting_since is None:
-                self._first_waiting_since = time.monotonic()
-                self._lock.notify_all()
+            self._add(tag, pointer, wait=True)
 
     def flush(self) -> None:
         """Send what is pending; returns once the receiver has accepted all of it."""
@@ -198,20 +172,25 @@ class Sender:
 
     def close(self) -> None:
         """Flush, then stop. Closing twice is harmless."""
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._raise_if_unusable()
-                self._flush_frame(last=True)
-            finally:
-                self._closed = True
-                self._lock.notify_all()
-                if self._section is not None:
-                    lib.cd_section_close(self._section)
-                    self._section = None
-        if self._lingerer is not None:
-            self._lingerer.join()
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    self._raise_if_unusable()
+                    self._flush_frame(last=True)
+                finally:
+                    self._closed = True
+                    self._lock.notify_all()
+                    if self._section is not None:
+                        lib.cd_section_close(self._section)
+                        self._section = None
+        finally:
+            if self._lingerer is not None:
+                self._lingerer.join()
+            with self._worker_lock:
+                if self._worker is not None:
+                    self._worker.shutdown(wait=False)  # its thread ends once idle (it may be this one)
 
     def __enter__(self) -> Sender:
         return self
@@ -219,10 +198,128 @@ class Sender:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # --- asyncio ------------------------------------------------------------------------
+
+    async def asend(self, data: Any, tag: int = 0) -> None:
+        """:meth:`send` for asyncio. A message that joins the frame being built is copied in at
+        once, in the event loop's thread; one that would send a frame (the frame is full,
+        ``linger=0``, a message sent in parts), or that comes while another one waits, waits
+        in this Sender's worker thread instead, so the loop never waits for the receiver.
+        Messages go out in the order of the calls.
+
+        Cancelling it stops the wait, not the message: it is still sent, in its turn.
+        """
+        tag, pointer = self._prepare(data, tag)
+        if not self._worker_busy() and self._lock.acquire(blocking=False):
+            try:
+                if self._add(tag, pointer, wait=False):
+                    return
+            finally:
+                self._lock.release()
+        await self._in_worker(self._send_prepared, tag, pointer)
+
+    async def aflush(self) -> None:
+        """:meth:`flush` for asyncio, in this Sender's worker thread. Cancelling it stops the
+        wait, not the flush: what was pending is still sent."""
+        await self._in_worker(self.flush)
+
+    async def aclose(self) -> None:
+        """:meth:`close` for asyncio, in this Sender's worker thread (after what waits there)."""
+        if not self._closed:
+            await self._in_worker(self.close)
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     def __repr__(self) -> str:
         return f"<copydata.Sender to {self._hwnd:#x}{' closed' if self._closed else ''}>"
 
+    # --- adding a message -----------------------------------------------------------------
+
+    def _prepare(self, data: Any, tag: int) -> tuple[int, Any]:
+        """The tag checked and the message encoded, as a cffi pointer to its bytes."""
+        # The common case (an int tag, bytes for the bytes codec) checks inline: this runs per message.
+        if type(tag) is not int or not 0 <= tag <= _MAX_TAG:
+            tag = _checks.tag(tag)
+        pointer = ffi.from_buffer(data if not self._encodes and type(data) is not str
+                                  else encode_body(data, self._codec))
+        return tag, pointer
+
+    def _send_prepared(self, tag: int, pointer: Any) -> None:
+        with self._lock:
+            self._add(tag, pointer, wait=True)
+
+    def _worker_busy(self) -> bool:
+        with self._worker_lock:
+            return self._worker_backlog > 0
+
+    async def _in_worker(self, function: Any, *args: Any) -> None:
+        """Runs ``function(*args)`` in this Sender's one worker thread, after the calls before
+        it: a single thread keeps asyncio calls in order, even those cancelled meanwhile."""
+        with self._worker_lock:
+            if self._closed:
+                self._raise_if_unusable()
+            if self._worker is None:
+                self._worker = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix=f"copydata-sender-async-{self._hwnd:#x}")
+
+            def run() -> None:
+                try:
+                    function(*args)
+                finally:
+                    with self._worker_lock:
+                        self._worker_backlog -= 1
+
+            done = self._worker.submit(run)  # under the lock: close() cannot shut the worker in between
+            self._worker_backlog += 1
+        # Shielded: cancelling the wait must not cancel a call that has not started yet.
+        await asyncio.shield(asyncio.wrap_future(done))
+
     # --- with the lock held ---------------------------------------------------------------
+
+    def _add(self, tag: int, pointer: Any, wait: bool) -> bool:
+        """Adds the message to the frame, sending frames (and parts) as needed. With ``wait``
+        False, only where that sends nothing: otherwise it adds nothing and returns False."""
+        size = len(pointer)
+        if self._closed or self._background_error is not None:
+            self._raise_if_unusable()
+        if size > _MAX_RECORD and self._shm_threshold is not None:
+            raise ValueError(f"a message of {size} bytes is larger than a frame can hold ({_MAX_RECORD})")
+        in_parts = (size > self._chunk_size if self._shm_threshold is None
+                    else _FRAME_OVERHEAD + size > self._frame_limit and not self._whole_messages)
+        if not wait and (in_parts or self._linger == 0):
+            return False
+        if self._shm_threshold is None and in_parts:
+            self._flush_frame()  # what came before goes first
+            self._send_parts(tag, pointer, size)
+            return True
+        if in_parts:
+            self._flush_frame()
+            if self._send_section_parts(tag, pointer, size):
+                return True
+        if (self._shm_threshold is not None and not self._batch.borrowed
+                and lib.CD_BATCH_RECORD_HEADER_SIZE + size > self._inline_limit - self._batch.size):
+            # The frame outgrows WM_COPYDATA: into shared memory, before this message is copied in.
+            self._open_section(self._batch.size + lib.CD_BATCH_RECORD_HEADER_SIZE + size)
+        status = lib.cd_batch_add(self._batch, tag, pointer, size, self._frame_limit)
+        if status == lib.CD_FULL:
+            if not wait:
+                return False
+            self._flush_frame()
+            if self._batch.borrowed and _FRAME_OVERHEAD + size > self._batch.capacity:
+                self._open_section(_FRAME_OVERHEAD + size)
+            status = lib.cd_batch_add(self._batch, tag, pointer, size, self._frame_limit)
+        if status != lib.CD_OK:
+            raise MemoryError(f"could not add {size} bytes to the batch frame")
+        if self._linger == 0:
+            self._flush_frame()
+        elif self._first_waiting_since is None:
+            self._first_waiting_since = time.monotonic()
+            self._lock.notify_all()
+        return True
 
     def _start_frame(self) -> None:
         if lib.cd_batch_start(self._batch, self._codec_id) != lib.CD_OK:

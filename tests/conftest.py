@@ -109,6 +109,25 @@ class Peer:
             self.process.wait(timeout=30)
 
 
+def receive_from_script(receiver, script: Path, source: str, count: int) -> list:
+    """Runs ``source`` as a Windows Python script with the receiver's handle as its argument,
+    receives ``count`` messages meanwhile, and checks that the script printed "done"."""
+    script.write_text(source)
+    process = subprocess.Popen([sys.executable, str(script), str(receiver.hwnd)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        received: list = []
+        while len(received) < count:
+            received.extend(receiver.recv_many(count - len(received), timeout=60))
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert (process.returncode, out.strip()) == (0, "done"), err
+    return received
+
+
 @pytest.fixture
 def start_peer() -> Iterator:
     """start_peer(*args) -> Peer; every peer still running at the end of the test is killed."""

@@ -9,27 +9,19 @@ import time
 import pytest
 
 import copydata
+from conftest import receive_from_script
 from copydata import _envelope
 
 
-def test_batched_messages_from_another_process_arrive_one_by_one_in_order(start_peer, tmp_path):
+def test_batched_messages_from_another_process_arrive_one_by_one_in_order(tmp_path):
     with copydata.Receiver() as receiver:
-        script = tmp_path / "batch_sender.py"
-        script.write_text(
+        received = receive_from_script(
+            receiver, tmp_path / "batch_sender.py",
             "import struct, sys, copydata\n"
             "with copydata.Sender(int(sys.argv[1])) as sender:\n"
             "    for n in range(20000):\n"
             "        sender.send(struct.pack('<Q', n) * (1 + n % 8), tag=n)\n"
-            "print('done', flush=True)\n")
-        import subprocess
-        import sys
-        process = subprocess.Popen([sys.executable, str(script), str(receiver.hwnd)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        received = []
-        while len(received) < 20000:
-            received.extend(receiver.recv_many(5000, timeout=60))
-        out, err = process.communicate(timeout=60)
-        assert (process.returncode, out.strip()) == (0, "done"), err
+            "print('done', flush=True)\n", 20000)
         assert [message.tag for message in received] == list(range(20000))
         assert all(message.data == struct.pack("<Q", message.tag) * (1 + message.tag % 8) for message in received)
         assert receiver.stats.received_messages == 20000
