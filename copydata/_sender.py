@@ -78,8 +78,10 @@ class Sender:
 
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
-    :meth:`flush` block meanwhile. An error in a background (linger) send is raised by the
-    next call. Only copydata receivers understand these frames. One in sync mode takes a
+    :meth:`flush` block meanwhile. A frame it could never take (more messages or bytes than
+    its limits allow) raises :class:`Rejected` at once instead, and its messages are lost; a
+    frame holds at most 65,536 messages. An error in a background (linger) send is raised by
+    the next call. Only copydata receivers understand these frames. One in sync mode takes a
     frame's messages one at a time (those in shared memory in place, with ``copy=False``),
     but refuses parts.
 
@@ -346,6 +348,12 @@ class Sender:
                 self._leases[self._half], self._next_lease = lease, lease + 1
         else:
             answer = self._deliver(0, self._batch.data, self._batch.size, what)
+        if answer == lib.CD_ANSWER_NEVER_FITS:
+            # Never taken, so never read: the frame starts again where it is, and the Sender stays usable.
+            count = self._batch.records
+            self._start_frame()
+            self._first_waiting_since = None
+            raise self._never_fits(f"a frame of {count} messages, which are lost")
         self._start_frame()
         if not last and in_section and answer == lib.CD_ANSWER_SECTION_KEPT:
             # The receiver still reads this section (views kept past sync-mode callbacks).
@@ -417,12 +425,13 @@ class Sender:
             header = self._part_header(transfer_id, size, offset)
             ffi.memmove(frame, header, len(header))
             ffi.memmove(frame + len(header), pointer + offset, length)
+            what = f"part {offset // chunk_size + 1} of a {size}-byte message, which is lost"
             try:
-                answer = self._deliver_section_frame(
-                    tag, len(header) + length,
-                    f"part {offset // chunk_size + 1} of a {size}-byte message, which is lost")
+                answer = self._deliver_section_frame(tag, len(header) + length, what)
             finally:
                 self._start_frame()  # the part took the empty frame's place: write its header again
+            if answer == lib.CD_ANSWER_NEVER_FITS:
+                raise self._never_fits(what)
             if answer == lib.CD_ANSWER_NO_PARTS:
                 if offset:
                     raise Rejected(f"window {self._hwnd:#x} took the first parts of a {size}-byte message "
@@ -441,8 +450,10 @@ class Sender:
         for offset in range(0, size, self._chunk_size):
             chunk = view[offset:offset + self._chunk_size]
             frame = self._part_header(transfer_id, size, offset) + chunk
-            answer = self._deliver(tag, ffi.from_buffer(frame), len(frame),
-                                   f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost")
+            what = f"part {offset // self._chunk_size + 1} of a {size}-byte message, which is lost"
+            answer = self._deliver(tag, ffi.from_buffer(frame), len(frame), what)
+            if answer == lib.CD_ANSWER_NEVER_FITS:
+                raise self._never_fits(what)
             if answer == lib.CD_ANSWER_NO_PARTS:
                 raise Rejected(f"window {self._hwnd:#x} takes no parts in sync mode, and a message of {size} "
                                f"bytes is larger than chunk_size ({self._chunk_size}) with shm_threshold=None")
@@ -469,6 +480,12 @@ class Sender:
         self._half_size, self._half = half, 0
         self._release_words = ffi.cast("uint64_t *", ffi.cast("char *", lib.cd_section_view(section[0])) + 2 * half)
         self._leases = [0, 0]
+
+    def _never_fits(self, what: str) -> Rejected:
+        return Rejected(f"window {self._hwnd:#x} refused {what}: it holds more messages or bytes than the "
+                        f"receiver's max_queue_messages, max_message_size or max_transfer_size allow, so "
+                        f"offering it again would not help (a smaller max_batch_bytes or shm_threshold "
+                        f"makes smaller frames)")
 
     def _deliver(self, tag: int, data: Any, size: int, what: str) -> int:
         """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it; the answer."""

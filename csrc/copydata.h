@@ -56,6 +56,10 @@
 #define CD_ANSWER_NO_PARTS 3
 /* What a receiver answers a frame offered with a lease when it keeps records in place. */
 #define CD_ANSWER_LEASED 4
+/* What a receiver answers a batch frame, or a split message's first part, that it refuses
+ * for its size alone: more messages or bytes than its queue holds even when empty, or more
+ * than max_transfer_size. No wait changes that, so a sender does not offer it again. */
+#define CD_ANSWER_NEVER_FITS 5
 /* Records from this size up are kept in place under a lease; smaller ones are copied, so that
  * a small message held long keeps at most a few times its size of the section mapped. */
 #define CD_LEASE_MIN_RECORD (1u << 20)
@@ -282,15 +286,21 @@ typedef struct cd_batch {
 /* Empties the batch and writes the envelope header for codec_id. */
 int cd_batch_start(cd_batch *batch, int codec_id);
 int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
+/* At most this many records a frame: a receiver with the default max_queue_messages (100,000)
+ * takes any frame a Sender builds, however small its messages. */
+#define CD_BATCH_MAX_RECORDS 65536
 /* cd_batch_append, unless the batch has records already and this one would take it past
- * max_bytes, or the batch's memory is borrowed and too small: then CD_FULL, and the caller
- * sends the batch first (or lends it more memory). */
+ * max_bytes or CD_BATCH_MAX_RECORDS, or the batch's memory is borrowed and too small: then
+ * CD_FULL, and the caller sends the batch first (or lends it more memory). */
 int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
 /* Moves the frame so far into memory of the caller's (CD_FULL if it does not fit), where it
  * goes on growing up to capacity; the batch's own memory is freed. */
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity);
 void cd_batch_release(cd_batch *batch);
 
+/* 1 when data starts like a batch or part frame, which only a Sender sends (so it understands
+ * CD_ANSWER_NEVER_FITS); 0 otherwise. Reads only the envelope header. */
+int cd_is_sender_frame(const unsigned char *data, size_t size);
 /* Checks a payload: 0 when it is no batch frame, 1 for a valid one (its record count, their
  * total size and its codec set), -1 for a batch frame that is malformed. */
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,

@@ -22,6 +22,12 @@ static int envelope_kind(const unsigned char *data, size_t size)
     return data[6];
 }
 
+int cd_is_sender_frame(const unsigned char *data, size_t size)
+{
+    int kind = envelope_kind(data, size);
+    return kind == CD_KIND_BATCH || kind == CD_KIND_PART;
+}
+
 static int codec_is_known(int codec_id)
 {
     size_t i;
@@ -91,7 +97,7 @@ int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size
 int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes)
 {
     if (batch->records && (size > max_bytes || CD_BATCH_RECORD_HEADER_SIZE + size > max_bytes - batch->size
-                           || batch->size > max_bytes))
+                           || batch->size > max_bytes || batch->records >= CD_BATCH_MAX_RECORDS))
         return CD_FULL;
     /* Borrowed memory cannot grow: the caller sends what is there, or lends more. */
     if (batch->borrowed && (size > batch->capacity || CD_BATCH_RECORD_HEADER_SIZE + size > batch->capacity - batch->size))

@@ -177,6 +177,13 @@ static LRESULT refuse(cd_receiver *r, int reason, const arrival *a)
     return FALSE;
 }
 
+/* A frame (or a split message) refused for its size alone, which no wait would change. */
+static LRESULT refuse_never_fits(cd_receiver *r, const arrival *a)
+{
+    refuse(r, CD_REASON_TOO_LARGE, a);
+    return CD_ANSWER_NEVER_FITS;
+}
+
 static void append(cd_receiver *r, cd_message *m)
 {
     m->next = NULL;
@@ -477,6 +484,8 @@ static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned cha
     int found;
     LRESULT answer;
 
+    if (records > r->config.max_queue_messages)  /* (bytes: max_message_size and max_transfer_size are below) */
+        return refuse_never_fits(r, a);
     if (!make_room(r, records, record_bytes, a))
         return FALSE;
     /* Where each record's bytes are: each length is read once, and the copy comes after. */
@@ -582,8 +591,8 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
     if (part->offset == 0) {
         if (*link)
             drop_transfer(r, link); /* begun again: the earlier attempt can never complete */
-        if (part->total > r->config.max_transfer_size)
-            return refuse(r, CD_REASON_TOO_LARGE, a);
+        if (part->total > r->config.max_transfer_size || part->total > r->config.max_queue_bytes)
+            return refuse_never_fits(r, a);
         if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes)
             return refuse(r, CD_REASON_QUEUE_FULL, a);
         t = (cd_transfer *)calloc(1, sizeof *t);
@@ -690,7 +699,7 @@ static mapped_section *described_section(cd_receiver *r, const arrival *a, const
 
 /* What a descriptor's range holds: 1 a batch frame (no larger in messages than
  * max_transfer_size), 2 a part frame (described in part), both of the descriptor's codec;
- * 0 when refused (and counted). */
+ * 0 when refused, -1 when refused for its size alone (both counted). */
 static int section_frame(cd_receiver *r, const arrival *a, const unsigned char *frame,
                          const cd_section_descriptor *descriptor, size_t *records, size_t *record_bytes,
                          cd_part *part)
@@ -709,7 +718,7 @@ static int section_frame(cd_receiver *r, const arrival *a, const unsigned char *
     }
     if (kind == 1 && *record_bytes > r->config.max_transfer_size) {
         refuse(r, CD_REASON_TOO_LARGE, a);
-        return 0;
+        return -1;
     }
     return kind;
 }
@@ -733,7 +742,7 @@ static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section
     if (kind == 2)
         return accept_part(r, a, &part, 1);
     if (kind != 1)
-        return FALSE;
+        return kind < 0 ? CD_ANSWER_NEVER_FITS : FALSE;
     if (descriptor->lease_id != 0 && section->writable && record_bytes >= CD_LEASE_MIN_RECORD
         && (lease = (cd_lease *)malloc(sizeof *lease)) != NULL) {
         lease->mapping = section->mapping;
@@ -800,8 +809,8 @@ static LRESULT hand_over_section(cd_receiver *r, const arrival *a, const cd_sect
     kind = section_frame(r, a, section->view + descriptor->offset, descriptor, &records, &record_bytes, &part);
     if (kind == 2)
         return refuse_part(r, a);
-    if (kind == 0)
-        return FALSE;
+    if (kind != 1)
+        return kind < 0 ? CD_ANSWER_NEVER_FITS : FALSE;
     handed.slot = section;
     handed.kept = section->mapping;
     InterlockedIncrement(&handed.kept->references);  /* this frame's own, while its records are handed over */
@@ -912,7 +921,8 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
     if (cds == NULL || (a.size != 0 && cds->lpData == NULL))
         return refuse(r, CD_REASON_MALFORMED, &a);
     if (a.size > r->config.max_message_size)
-        return refuse(r, CD_REASON_TOO_LARGE, &a);
+        return cd_is_sender_frame((const unsigned char *)cds->lpData, a.size) ? refuse_never_fits(r, &a)
+                                                                               : refuse(r, CD_REASON_TOO_LARGE, &a);
     if (r->mac)
         return accept_sealed(r, &a, (const unsigned char *)cds->lpData);
     return accept_payload(r, &a, (const unsigned char *)cds->lpData);

@@ -9,7 +9,8 @@
  *     exactly the bytes the descriptor has, a range that does not overflow, and a release
  *     word only with a lease, on 8 bytes and outside that range;
  *   - whatever cd_seal_check accepts has its MAC and inner payload inside the payload;
- *   - no payload is more than one kind of frame;
+ *   - no payload is more than one kind of frame, and cd_is_sender_frame tells exactly the batch
+ *     and part frames (valid or malformed) from the rest;
  *   - read as a script of sealed frames arriving, the replay table never takes one frame twice;
  *   - a frame built with cd_batch_start/cd_batch_add from the input's pieces, moved halfway
  *     into memory lent to it (cd_batch_move), checks valid and gives those pieces back unchanged.
@@ -199,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (is_sealed == 1)
         check_seal(data, size, &seal);
     EXPECT((batch != 0) + (is_part != 0) + (is_section != 0) + (is_sealed != 0) <= 1);
+    EXPECT(cd_is_sender_frame(data, size) == (batch != 0 || is_part != 0));
     round_trip(data, size);
     replay_script(data, size);
     return 0;
