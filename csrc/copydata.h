@@ -57,8 +57,9 @@
 /* What a receiver answers a frame offered with a lease when it keeps records in place. */
 #define CD_ANSWER_LEASED 4
 /* What a receiver answers a batch frame, or a split message's first part, that it refuses
- * for its size alone: more messages or bytes than its queue holds even when empty, or more
- * than max_transfer_size. No wait changes that, so a sender does not offer it again. */
+ * for its size alone: more messages or bytes than its queue holds even when empty, more than
+ * max_transfer_size, or (in WM_COPYDATA itself) more than max_message_size. No wait changes
+ * that, so a sender does not offer it again. */
 #define CD_ANSWER_NEVER_FITS 5
 /* Records from this size up are kept in place under a lease; smaller ones are copied, so that
  * a small message held long keeps at most a few times its size of the section mapped. */

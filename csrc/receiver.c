@@ -906,7 +906,7 @@ static LRESULT accept_sealed(cd_receiver *r, const arrival *a, const unsigned ch
     if (cd_replay_reserve(&r->replay, &seal, now) != CD_OK)
         return refuse(r, CD_REASON_QUEUE_FULL, a);
     result = accept_payload(r, &inner, seal.inner);
-    if (result)
+    if (result != FALSE && result != CD_ANSWER_NEVER_FITS)  /* (the one nonzero refusal in queue mode) */
         cd_replay_record(&r->replay, &seal, now);
     return result;
 }

@@ -12,6 +12,8 @@ import time
 import pytest
 
 import copydata
+from copydata import _envelope
+from copydata._core import lib
 from peer import payload
 
 KEY = bytes(range(32))
@@ -121,6 +123,17 @@ def test_a_refused_sealed_frame_may_be_offered_again():
         assert receiver.recv(timeout=5).data == b"second"
         assert receiver.stats.refused_queue_full == 1
         assert receiver.stats.refused_replayed == 0
+
+
+def test_a_sealed_frame_refused_for_its_size_is_not_counted_as_seen():
+    three = _envelope.header(0, lib.CD_KIND_BATCH) + b"".join(struct.pack("<QI", tag, 1) + b"x" for tag in range(3))
+    with copydata.Receiver(key=KEY, max_queue_messages=2) as receiver:
+        hwnd = receiver.hwnd
+        frame = seal(three, hwnd, tag=0, counter=1)
+        assert send_raw(hwnd, frame) == lib.CD_ANSWER_NEVER_FITS  # 3 messages: never fits a queue of 2
+        assert send_raw(hwnd, frame) == lib.CD_ANSWER_NEVER_FITS  # refused again for its size, not as replayed
+        assert (receiver.stats.refused_too_large, receiver.stats.refused_replayed) == (2, 0)
+        assert receiver.stats.received_messages == 0
 
 
 def test_a_receiver_without_a_key_refuses_sealed_messages_it_cannot_check():
