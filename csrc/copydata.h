@@ -299,8 +299,9 @@ int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, s
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity);
 void cd_batch_release(cd_batch *batch);
 
-/* 1 when data starts like a batch or part frame, which only a Sender sends (so it understands
- * CD_ANSWER_NEVER_FITS); 0 otherwise. Reads only the envelope header. */
+/* 1 when data starts like a batch or part frame, or a sealed frame around one, which only a
+ * Sender sends (so it understands CD_ANSWER_NEVER_FITS); 0 otherwise. Reads only envelope
+ * headers and trusts no MAC: the answer is all it decides. */
 int cd_is_sender_frame(const unsigned char *data, size_t size);
 /* Checks a payload: 0 when it is no batch frame, 1 for a valid one (its record count, their
  * total size and its codec set), -1 for a batch frame that is malformed. */

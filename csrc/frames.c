@@ -25,6 +25,9 @@ static int envelope_kind(const unsigned char *data, size_t size)
 int cd_is_sender_frame(const unsigned char *data, size_t size)
 {
     int kind = envelope_kind(data, size);
+
+    if (kind == CD_KIND_SEALED && size >= CD_SEAL_HEADER_SIZE)
+        kind = envelope_kind(data + CD_SEAL_HEADER_SIZE, size - CD_SEAL_HEADER_SIZE);
     return kind == CD_KIND_BATCH || kind == CD_KIND_PART;
 }
 

@@ -10,7 +10,7 @@
  *     word only with a lease, on 8 bytes and outside that range;
  *   - whatever cd_seal_check accepts has its MAC and inner payload inside the payload;
  *   - no payload is more than one kind of frame, and cd_is_sender_frame tells exactly the batch
- *     and part frames (valid or malformed) from the rest;
+ *     and part frames (valid or malformed), bare or sealed, from the rest;
  *   - read as a script of sealed frames arriving, the replay table never takes one frame twice;
  *   - a frame built with cd_batch_start/cd_batch_add from the input's pieces, moved halfway
  *     into memory lent to it (cd_batch_move), checks valid and gives those pieces back unchanged.
@@ -178,6 +178,20 @@ static void replay_script(const uint8_t *data, size_t size)
     cd_replay_release(&replay);
 }
 
+/* What cd_is_sender_frame should say, from the checks' own verdicts (0: not that kind at all). */
+static int is_sender_frame(const uint8_t *data, size_t size, int batch, int is_part, int is_sealed)
+{
+    size_t records, record_bytes;
+    int codec_id;
+    cd_part part;
+
+    if (is_sealed == 0 || size < CD_SEAL_HEADER_SIZE)
+        return batch != 0 || is_part != 0;
+    data += CD_SEAL_HEADER_SIZE;
+    size -= CD_SEAL_HEADER_SIZE;
+    return cd_batch_check(data, size, &records, &record_bytes, &codec_id) != 0 || cd_part_check(data, size, &part) != 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t records, record_bytes;
@@ -200,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (is_sealed == 1)
         check_seal(data, size, &seal);
     EXPECT((batch != 0) + (is_part != 0) + (is_section != 0) + (is_sealed != 0) <= 1);
-    EXPECT(cd_is_sender_frame(data, size) == (batch != 0 || is_part != 0));
+    EXPECT(cd_is_sender_frame(data, size) == is_sender_frame(data, size, batch, is_part, is_sealed));
     round_trip(data, size);
     replay_script(data, size);
     return 0;

@@ -160,10 +160,12 @@ def test_a_shared_memory_frame_above_the_receivers_max_transfer_size_is_rejected
 
 
 @pytest.mark.parametrize("limits, count, size", [({"max_queue_messages": 50}, 100, 8),
-                                                 ({"max_message_size": 1000}, 20, 100)])
+                                                 ({"max_message_size": 1000}, 20, 100),
+                                                 ({"max_message_size": 1000, "key": bytes(range(32))}, 20, 100)],
+                         ids=["messages", "bytes", "bytes-sealed"])
 def test_a_frame_larger_than_the_receiver_ever_takes_is_rejected_at_once(limits, count, size):
     with copydata.Receiver(**limits) as receiver:
-        sender = copydata.Sender(receiver, linger=60, timeout=30)
+        sender = copydata.Sender(receiver, linger=60, timeout=30, key=limits.get("key"))
         for tag in range(count):
             sender.send(bytes(size), tag=tag)
         started = time.monotonic()
