@@ -337,9 +337,10 @@ class Sender:
     def _flush_frame(self, last: bool = False) -> None:
         """Sends the frame, then starts the next one (``last``: where it is, as none follows;
         only its header is written, which the receiver has read already)."""
-        if self._batch.records == 0:
+        count = self._batch.records
+        if count == 0:
             return
-        what = f"a frame of {self._batch.records} messages; they are still pending"
+        what = f"a frame of {count} messages; they are still pending"
         in_section = self._batch.borrowed and self._batch.size > self._inline_limit
         if in_section:
             lease = self._next_lease if time.monotonic() >= self._leases_from else 0
@@ -348,13 +349,11 @@ class Sender:
                 self._leases[self._half], self._next_lease = lease, lease + 1
         else:
             answer = self._deliver(0, self._batch.data, self._batch.size, what)
+        self._start_frame()
         if answer == lib.CD_ANSWER_NEVER_FITS:
-            # Never taken, so never read: the frame starts again where it is, and the Sender stays usable.
-            count = self._batch.records
-            self._start_frame()
+            # Never taken, so never read: the next frame starts where this one was, and the Sender stays usable.
             self._first_waiting_since = None
             raise self._never_fits(f"a frame of {count} messages, which are lost")
-        self._start_frame()
         if not last and in_section and answer == lib.CD_ANSWER_SECTION_KEPT:
             # The receiver still reads this section (views kept past sync-mode callbacks).
             self._leave_section()

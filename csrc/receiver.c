@@ -591,7 +591,7 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
     if (part->offset == 0) {
         if (*link)
             drop_transfer(r, link); /* begun again: the earlier attempt can never complete */
-        if (part->total > r->config.max_transfer_size || part->total > r->config.max_queue_bytes)
+        if (part->total > r->config.max_transfer_size)  /* (and so above no max_queue_bytes) */
             return refuse_never_fits(r, a);
         if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes)
             return refuse(r, CD_REASON_QUEUE_FULL, a);
