@@ -29,9 +29,20 @@ _PART_FIELDS = struct.Struct("<QQ")
 # ... and in a section descriptor (the lease id in the request-id field): offset, length, release
 # offset, the name's length in characters (then the name in UTF-16). The range holds a frame.
 _SECTION_FIELDS = struct.Struct("<QQQI")
+# A message larger than max_batch_bytes travels whole, alone in its frame, up to this many
+# times max_batch_bytes and at most _LARGEST_WHOLE: a queue-mode receiver reads it in place,
+# where parts are copied out and put back together (under Wine, 1.5 times the rate at 16 MiB
+# and 64 MiB, and half the receiver's memory at 64 MiB). The halves grow to fit it, so a
+# section holds at most twice the larger of max_batch_bytes and that bound; larger messages go
+# in parts, through the halves as they are.
+_WHOLE_FACTOR = 8
+_LARGEST_WHOLE = 64 << 20
 # How long a Sender waits for the receiver to release a frame it keeps in place (see
-# _switch_half) before it gives up on that section, and on leases.
+# _switch_half) before it gives up on that section, and on leases: a moment, and the time a
+# reader at _LEASE_GRACE_RATE bytes/s takes to go through a half (82 ms for halves of 8 MiB,
+# 318 ms for 64 MiB): an application that reads its messages is waited for, not one that keeps them.
 _LEASE_GRACE = 0.05
+_LEASE_GRACE_RATE = 250e6
 _LEASE_SPIN = 0.002
 _LEASE_PAUSE = 0.0005
 # After that, frames are copied for a while before leases are offered again: first this long,
@@ -69,8 +80,10 @@ class Sender:
     and the sender writes into that half again once the receiver has released it (or, after
     50 ms, moves to a new section and copies for a second, then two, doubling up to a minute
     each time the receiver holds on, before it offers leases again). A message larger
-    than ``max_batch_bytes`` goes through the halves in parts, so the section never grows
-    (sent whole instead to a receiver in sync mode, which takes no parts). With
+    than ``max_batch_bytes`` goes alone in a frame, the halves growing to fit it, up to eight
+    times ``max_batch_bytes`` or 64 MiB, whichever is less; a larger one goes through the halves
+    in parts, which the receiver copies and puts back together (sent whole instead to a
+    receiver in sync mode, which takes no parts). With
     ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
     :data:`~copydata.MAX_MESSAGE_SIZE` bytes each), and a message larger than ``chunk_size``
     goes in parts of at most ``chunk_size`` bytes, which the receiver puts back together.
@@ -122,6 +135,8 @@ class Sender:
             self._frame_limit = self._inline_limit = min(max_batch_bytes, largest)
         else:
             self._frame_limit, self._inline_limit = max_batch_bytes, min(self._shm_threshold, largest)
+        # The largest frame of one message, beyond which a message goes in parts.
+        self._whole_limit = max(self._frame_limit, min(_WHOLE_FACTOR * self._frame_limit, _LARGEST_WHOLE))
         self._section: Any = None  # cd_section *, created when a frame first outgrows inline_limit
         self._section_name = b""  # UTF-16, as a descriptor carries it
         self._half_size = 0        # the section holds two halves of this size ...
@@ -291,7 +306,7 @@ class Sender:
         if size > _MAX_RECORD and self._shm_threshold is not None:
             raise ValueError(f"a message of {size} bytes is larger than a frame can hold ({_MAX_RECORD})")
         in_parts = (size > self._chunk_size if self._shm_threshold is None
-                    else _FRAME_OVERHEAD + size > self._frame_limit and not self._whole_messages)
+                    else _FRAME_OVERHEAD + size > self._whole_limit and not self._whole_messages)
         if not wait and (in_parts or self._linger == 0):
             return False
         if self._shm_threshold is None and in_parts:
@@ -375,7 +390,7 @@ class Sender:
         """Moves the (empty) frame to the other half. The receiver may still be copying the
         frame just answered out of this one; it is done once it has answered the next one.
         A frame it leased in the other half must be released first: should that take longer
-        than _LEASE_GRACE (the receiver holds on to the messages), the frame moves to a new
+        than the grace (the receiver holds on to the messages), the frame moves to a new
         section instead, and the next frames are copied out, not leased, for a while."""
         other = self._half ^ 1
         if not self._released(other):
@@ -399,12 +414,13 @@ class Sender:
             raise
 
     def _released(self, half: int) -> bool:
-        """Whether the frame leased in ``half`` (if any) is released, waiting up to _LEASE_GRACE."""
+        """Whether the frame leased in ``half`` (if any) is released, waiting up to the grace."""
         lease = self._leases[half]
         start = time.monotonic()
+        grace = _LEASE_GRACE + self._half_size / _LEASE_GRACE_RATE
         while lease and self._release_words[half] != lease:
             waited = time.monotonic() - start
-            if waited > _LEASE_GRACE:
+            if waited > grace:
                 return False
             # At first only yield: the receiver is usually about to release it.
             time.sleep(0 if waited < _LEASE_SPIN else _LEASE_PAUSE)

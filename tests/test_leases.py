@@ -68,6 +68,35 @@ def test_large_messages_are_read_in_place_and_every_byte_arrives(start_peer):
     assert stats.leased_messages == sum(size >= MiB for _, size, _ in specs)
 
 
+@pytest.mark.parametrize("max_batch_bytes, largest_whole", [(MiB, 8 * MiB), (16 * MiB, 64 * MiB)],
+                         ids=["eight-times-max_batch_bytes", "at-most-64-MiB"])
+def test_a_message_above_max_batch_bytes_goes_whole_and_is_read_in_place_up_to_a_bound(
+        start_peer, max_batch_bytes, largest_whole):
+    """A message too large for a batch frame travels whole, alone in a frame whose half grows to
+    fit it, and is read in place; from eight times max_batch_bytes (at most 64 MiB) of frame,
+    it goes in parts, which the receiver copies and puts together."""
+    frame_overhead = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
+    whole = [max_batch_bytes + 1, largest_whole - frame_overhead]
+    in_parts = [largest_whole - frame_overhead + 1]
+    sizes = [whole[0], 100, whole[1], in_parts[0], 2 * MiB]
+    specs = [(n, size, n + 1) for n, size in enumerate(sizes)]
+    expected = [payload(size, seed) for _, size, seed in specs]  # made before: each view is let go at once
+    with copydata.Receiver(copy=False, max_queue_bytes=2 * largest_whole) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
+                          "--max-batch-bytes", str(max_batch_bytes))
+        for (tag, size, _), data in zip(specs, expected):
+            message = receiver.recv(timeout=60)
+            assert (message.tag, len(message.data)) == (tag, size)
+            assert message.data == data, f"message {tag} ({size} bytes) arrived changed"
+            del message
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        stats = receiver.stats
+    assert stats.refused_messages == 0
+    # Read in place: the whole ones and the 2 MiB one (whole too, with max_batch_bytes 1 MiB, or
+    # in a batch frame); the one in parts was copied.
+    assert stats.leased_messages == len(specs) - 2
+
+
 def test_a_copying_receiver_takes_leases_too(start_peer):
     """copy=True: Python copies each leased message into bytes and frees it at once."""
     specs = [(n, 3 * MiB, n) for n in range(8)]

@@ -119,7 +119,9 @@ def test_large_blocks_are_reused_while_messages_stream_then_freed_when_idle(star
     specs = [(n, (8 << 20) + n, n) for n in range(12)]
     with copydata.Receiver(copy=False, max_queue_bytes=24 << 20) as receiver:
         before = private_bytes()
-        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        # Above 8 times max_batch_bytes: in parts, which the receiver puts together in its blocks.
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
+                          "--max-batch-bytes", str(1 << 20))
         highest = 0
         for tag, size, seed in specs:
             message = receiver.recv(timeout=60)
