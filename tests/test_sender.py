@@ -64,6 +64,22 @@ def test_linger_sends_without_flush():
         assert time.monotonic() - started < 2
 
 
+def test_a_frame_started_while_the_linger_thread_waits_for_an_earlier_one_goes_out_in_time():
+    """The linger thread is woken only when it waits with no deadline: a frame that starts while
+    it waits for an earlier frame's deadline goes out at its own, without flush."""
+    with copydata.Receiver() as receiver, copydata.Sender(receiver, linger=0.3, max_batch_bytes=100) as sender:
+        started = time.monotonic()
+        sender.send(b"a" * 40, tag=1)  # a frame starts: the linger thread waits for its deadline
+        sender.send(b"b" * 40, tag=2)  # too much for one frame: the first goes now, another starts
+        first = receiver.recv(timeout=5)
+        assert (first.tag, first.data) == (1, b"a" * 40)
+        assert receiver.stats.received_messages == 1  # the second lingers
+        second = receiver.recv(timeout=5)
+        waited = time.monotonic() - started
+        assert (second.tag, second.data) == (2, b"b" * 40)
+        assert 0.25 < waited < 2
+
+
 def test_codecs_travel_per_message_and_pickle_stays_refused():
     with copydata.Receiver() as receiver:
         with copydata.Sender(receiver, codec="json") as sender:
