@@ -135,8 +135,8 @@ class Sender:
             self._frame_limit = self._inline_limit = min(max_batch_bytes, largest)
         else:
             self._frame_limit, self._inline_limit = max_batch_bytes, min(self._shm_threshold, largest)
-        # The largest frame of one message, beyond which a message goes in parts.
-        self._whole_limit = max(self._frame_limit, min(_WHOLE_FACTOR * self._frame_limit, _LARGEST_WHOLE))
+        # The largest message sent whole that does not fit a batch frame.
+        self._largest_whole = min(_WHOLE_FACTOR * self._frame_limit, _LARGEST_WHOLE)
         self._section: Any = None  # cd_section *, created when a frame first outgrows inline_limit
         self._section_name = b""  # UTF-16, as a descriptor carries it
         self._half_size = 0        # the section holds two halves of this size ...
@@ -307,7 +307,8 @@ class Sender:
         if size > _MAX_RECORD and self._shm_threshold is not None:
             raise ValueError(f"a message of {size} bytes is larger than a frame can hold ({_MAX_RECORD})")
         in_parts = (size > self._chunk_size if self._shm_threshold is None
-                    else _FRAME_OVERHEAD + size > self._whole_limit and not self._whole_messages)
+                    else _FRAME_OVERHEAD + size > self._frame_limit and size > self._largest_whole
+                    and not self._whole_messages)
         if not wait and (in_parts or self._linger == 0):
             return False
         if self._shm_threshold is None and in_parts:

@@ -73,15 +73,15 @@ def test_large_messages_are_read_in_place_and_every_byte_arrives(start_peer):
 def test_a_message_above_max_batch_bytes_goes_whole_and_is_read_in_place_up_to_a_bound(
         start_peer, max_batch_bytes, largest_whole):
     """A message too large for a batch frame travels whole, alone in a frame whose half grows to
-    fit it, and is read in place; from eight times max_batch_bytes (at most 64 MiB) of frame,
-    it goes in parts, which the receiver copies and puts together."""
-    frame_overhead = lib.CD_ENVELOPE_HEADER_SIZE + lib.CD_BATCH_RECORD_HEADER_SIZE
-    whole = [max_batch_bytes + 1, largest_whole - frame_overhead]
-    in_parts = [largest_whole - frame_overhead + 1]
+    fit it, and is read in place; above eight times max_batch_bytes (at most 64 MiB), it goes
+    in parts, which the receiver copies and puts together."""
+    whole = [max_batch_bytes + 1, largest_whole]
+    in_parts = [largest_whole + 1]
     sizes = [whole[0], 100, whole[1], in_parts[0], 2 * MiB]
     specs = [(n, size, n + 1) for n, size in enumerate(sizes)]
     expected = [payload(size, seed) for _, size, seed in specs]  # made before: each view is let go at once
-    with copydata.Receiver(copy=False, max_queue_bytes=2 * largest_whole) as receiver:
+    limits = {"max_queue_bytes": 2 * largest_whole, "max_transfer_size": 2 * largest_whole}
+    with copydata.Receiver(copy=False, **limits) as receiver:
         peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
                           "--max-batch-bytes", str(max_batch_bytes))
         for (tag, size, _), data in zip(specs, expected):
