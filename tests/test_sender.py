@@ -214,8 +214,9 @@ def test_a_message_refused_in_parts_through_the_section_leaves_the_sender_usable
     with copydata.Receiver(max_transfer_size=1 << 20) as receiver:
         sender = copydata.Sender(receiver, max_batch_bytes=256 << 10, shm_threshold=64 << 10, timeout=0.3)
         started = time.monotonic()
-        with pytest.raises(copydata.Rejected, match="part 1 of a 2097152-byte message"):
-            sender.send(bytes(2 << 20), tag=1)
+        # Above 8 times max_batch_bytes: in parts.
+        with pytest.raises(copydata.Rejected, match="part 1 of a 2097153-byte message"):
+            sender.send(bytes((2 << 20) + 1), tag=1)
         assert time.monotonic() - started < 3
         assert receiver.stats.refused_too_large >= 1
         sender.send(b"small", tag=2)
