@@ -144,6 +144,9 @@ class ReceiverStats(NamedTuple):
     leased_messages: int
     """Large messages (from 1 MiB) of a ``Sender``'s shared memory queued where they lay there,
     with no copy: the sender writes there again only once they are freed (queue mode)."""
+    ring_frames: int
+    """Frames of a ``Sender`` taken as it announced them in its shared memory, with a posted
+    message instead of a WM_COPYDATA round trip each (queue mode, no key)."""
     refused_pickle: int = 0
     """Pickled messages not delivered because the receiver does not allow pickle."""
     undecodable: int = 0

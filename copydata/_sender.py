@@ -27,8 +27,9 @@ SECTION_PREFIX = "Local\\copydata.v1.shm."
 # the header's request-id field): the message's total size and this part's offset.
 _PART_FIELDS = struct.Struct("<QQ")
 # ... and in a section descriptor (the lease id in the request-id field): offset, length, release
-# offset, the name's length in characters (then the name in UTF-16). The range holds a frame.
-_SECTION_FIELDS = struct.Struct("<QQQI")
+# offset, ring offset, the name's length in characters (then the name in UTF-16). The range
+# holds a frame.
+_SECTION_FIELDS = struct.Struct("<QQQQI")
 # A message larger than max_batch_bytes travels whole, alone in its frame, up to this many
 # times max_batch_bytes and at most _LARGEST_WHOLE: a queue-mode receiver reads it in place,
 # where parts are copied out and put back together (under Wine, 1.5 times the rate at 16 MiB
@@ -45,6 +46,11 @@ _LEASE_GRACE = 0.05
 _LEASE_GRACE_RATE = 250e6
 _LEASE_SPIN = 0.002
 _LEASE_PAUSE = 0.0005
+# Where a section's ring block lies in the page after its halves (behind the two release words),
+# and how long a Sender announces frames there after the receiver last answered: half as long
+# as a receiver remembers a ring.
+_RING_BLOCK = 64
+_RING_IDLE = lib.CD_RING_IDLE_MS / 2000
 # After that, frames are copied for a while before leases are offered again: first this long,
 # doubling each time the receiver holds on again, up to the maximum.
 _NO_LEASES_FIRST = 1.0
@@ -79,7 +85,9 @@ class Sender:
     receiver copies no message of 1 MiB or more at all: it reads it in place, under a lease,
     and the sender writes into that half again once the receiver has released it (or, after
     50 ms, moves to a new section and copies for a second, then two, doubling up to a minute
-    each time the receiver holds on, before it offers leases again). A message larger
+    each time the receiver holds on, before it offers leases again). While the receiver reads
+    in place, each next frame is announced in the section with a posted message rather than
+    sent, with no round trip; its answer is awaited before anything else goes out. A message larger
     than ``max_batch_bytes`` goes alone in a frame, the halves growing to fit it, up to eight
     times ``max_batch_bytes`` or 64 MiB, whichever is less; a larger one goes through the halves
     in parts, which the receiver copies and puts back together (sent whole instead to a
@@ -147,6 +155,14 @@ class Sender:
         self._leases_from = 0.0    # time.monotonic() from which leases are offered (again)
         self._no_leases_for = _NO_LEASES_FIRST  # how long they stop next time the receiver holds on
         self._whole_messages = False  # the receiver takes no parts (sync mode)
+        # The ring block (see CD_RING_SIZE in csrc/copydata.h): frames announced there, with a
+        # posted message, while the receiver reads them in place; no round trip each.
+        self._ring: Any = None           # uint64_t *: ring id, lease id, offset, length, release offset, answer
+        self._ring_id = 0
+        self._ring_message = 0
+        self._ring_armed = False         # the receiver answered the last frame CD_ANSWER_LEASED_RING ...
+        self._ring_used = 0.0            # ... at this time.monotonic()
+        self._announced: tuple[int, int, int, int] | None = None  # lease, half, size, messages: unanswered
         self._timeout = timeout
         self._timeout_ms = _checks.timeout_ms(timeout)
         self._encodes = not isinstance(self._codec, _codecs.BytesCodec)
@@ -187,6 +203,7 @@ class Sender:
         with self._lock:
             self._raise_if_unusable()
             self._flush_frame()
+            self._await_announced()
 
     def close(self) -> None:
         """Flush, then stop. Closing twice is harmless."""
@@ -197,9 +214,11 @@ class Sender:
                 try:
                     self._raise_if_unusable()
                     self._flush_frame(last=True)
+                    self._await_announced()
                 finally:
                     self._closed = True
                     self._lock.notify_all()
+                    self._end_ring()
                     if self._section is not None:
                         lib.cd_section_close(self._section)
                         self._section = None
@@ -365,9 +384,11 @@ class Sender:
         in_section = self._batch.borrowed and self._batch.size > self._inline_limit
         if in_section:
             lease = self._next_lease if time.monotonic() >= self._leases_from else 0
-            answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
-            if answer == lib.CD_ANSWER_LEASED and lease:
-                self._leases[self._half], self._next_lease = lease, lease + 1
+            if lease and self._ring_armed and time.monotonic() - self._ring_used < _RING_IDLE:
+                answer = self._announce(lease, self._batch.size, count)
+            else:
+                answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
+                self._note_answer(answer, lease, self._half)
         else:
             answer = self._deliver(0, self._batch.data, self._batch.size, what)
         self._start_frame()
@@ -382,15 +403,86 @@ class Sender:
             self._switch_half()
         self._first_waiting_since = None
 
-    def _deliver_section_frame(self, tag: int, size: int, what: str, lease: int = 0) -> int:
-        """Offers the frame of ``size`` bytes in the current half (with ``lease``, the receiver may
-        keep its records there until it writes the lease id into the half's release word)."""
-        release_offset = 2 * self._half_size + 8 * self._half if lease else 0
+    def _deliver_section_frame(self, tag: int, size: int, what: str, lease: int = 0, half: int | None = None) -> int:
+        """Offers the frame of ``size`` bytes in ``half`` (by default the current one). With
+        ``lease``, the receiver may keep its records there until it writes the lease id into the
+        half's release word, and may take the next frame as announced in the ring block."""
+        half = self._half if half is None else half
+        release_offset = 2 * self._half_size + 8 * half if lease else 0
+        ring_offset = 2 * self._half_size + _RING_BLOCK if lease and self._sealer is None else 0
         descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION, lease)
-                      + _SECTION_FIELDS.pack(self._half * self._half_size, size, release_offset,
+                      + _SECTION_FIELDS.pack(half * self._half_size, size, release_offset, ring_offset,
                                              len(self._section_name) // 2)
                       + self._section_name)
         return self._deliver(tag, ffi.from_buffer(descriptor), len(descriptor), what)
+
+    def _note_answer(self, answer: int, lease: int, half: int) -> None:
+        """What a section frame's answer says: held under its lease, and whether the receiver
+        takes the next frame as announced in the ring block."""
+        if lease and answer in (lib.CD_ANSWER_LEASED, lib.CD_ANSWER_LEASED_RING):
+            self._leases[half], self._next_lease = lease, max(self._next_lease, lease + 1)
+        self._ring_armed = answer == lib.CD_ANSWER_LEASED_RING
+        self._ring_used = time.monotonic()
+
+    def _announce(self, lease: int, size: int, count: int) -> int:
+        """Announces the frame in the current half in the ring block, with a posted message: no
+        round trip; its answer is awaited before anything else goes to the receiver. Returns
+        CD_ANSWER_LEASED_RING, for the frame is the receiver's to take now (or, should the post
+        fail, what WM_COPYDATA answered instead)."""
+        self._await_announced()  # one at a time: its lease must be known before its half is written again
+        ring = self._ring
+        ring[2], ring[3], ring[4] = self._half * self._half_size, size, 2 * self._half_size + 8 * self._half
+        ring[1] = lease
+        error = ffi.new("uint32_t *")
+        status = lib.cd_post_ring(self._hwnd, self._ring_message, self._ring_id, lease, error)
+        if status == lib.CD_TARGET_GONE:
+            raise send_error(status, error[0], self._hwnd, self._timeout)
+        if status != lib.CD_OK:  # (its message queue is full, say): offered as a descriptor instead
+            self._ring_armed = False
+            answer = self._deliver_section_frame(0, size, f"a frame of {count} messages; they are still pending "
+                                                 "in shared memory", lease)
+            self._note_answer(answer, lease, self._half)
+            return answer
+        self._announced = (lease, self._half, size, count)
+        self._next_lease = lease + 1
+        return lib.CD_ANSWER_LEASED_RING
+
+    def _await_announced(self) -> None:
+        """Waits for the receiver's answer to the frame announced last (if any), and offers it
+        as a descriptor should the receiver have refused it (its queue was full)."""
+        if self._announced is None:
+            return
+        lease, half, size, count = self._announced
+        answers = self._ring + 5
+        start = time.monotonic()
+        look_for_window = start + 0.05
+        while answers[0] >> 8 != lease:
+            now = time.monotonic()
+            if self._timeout is not None and now - start > self._timeout:
+                self._announced, self._ring_armed = None, False
+                raise send_error(lib.CD_TIMEOUT, 0, self._hwnd, self._timeout)
+            if now > look_for_window:
+                if not lib.cd_window_exists(self._hwnd):
+                    self._announced, self._ring_armed = None, False
+                    raise send_error(lib.CD_TARGET_GONE, 0, self._hwnd, self._timeout)
+                look_for_window = now + 0.05
+            # The receiver's window thread takes it as soon as it runs: at first only yield.
+            time.sleep(0 if now - start < _LEASE_SPIN else _LEASE_PAUSE)
+        self._announced = None
+        answer = answers[0] & 0xFF
+        if answer == 0:
+            answer = self._deliver_section_frame(0, size, f"a frame of {count} messages announced in shared "
+                                                 f"memory, which are lost", lease, half)
+        if answer == lib.CD_ANSWER_NEVER_FITS:
+            self._ring_armed = False
+            raise self._never_fits(f"a frame of {count} messages, which are lost")
+        self._note_answer(answer, lease, half)
+
+    def _end_ring(self) -> None:
+        """Tells the receiver it may forget this section's ring (it would after a minute)."""
+        if self._ring_armed:
+            self._ring_armed = False
+            lib.cd_post_ring(self._hwnd, self._ring_message, self._ring_id, 0, ffi.new("uint32_t *"))
 
     def _switch_half(self) -> None:
         """Moves the (empty) frame to the other half. The receiver may still be copying the
@@ -482,6 +574,7 @@ class Sender:
     def _open_section(self, least: int) -> None:
         """Moves the frame into the first half of a new section whose halves hold at least
         ``least`` bytes (and max_batch_bytes)."""
+        self._await_announced()  # in the section left behind
         # A part of max_batch_bytes fits a half with its header; halves start on a page.
         half = -(-max(least, self._frame_limit + lib.CD_PART_HEADER_SIZE) // _PAGE) * _PAGE
         capacity = 2 * half + _PAGE  # the halves, then a page for their release words
@@ -495,12 +588,19 @@ class Sender:
         if lib.cd_batch_move(self._batch, lib.cd_section_view(section[0]), half) != lib.CD_OK:
             lib.cd_section_close(section[0])
             raise MemoryError(f"a frame of {self._batch.size} bytes does not fit a section of {capacity}")
+        self._end_ring()
         if self._section is not None:
             lib.cd_section_close(self._section)
         self._section, self._section_name = section[0], name.encode("utf-16-le")
         self._half_size, self._half = half, 0
-        self._release_words = ffi.cast("uint64_t *", ffi.cast("char *", lib.cd_section_view(section[0])) + 2 * half)
+        control = ffi.cast("char *", lib.cd_section_view(section[0])) + 2 * half
+        self._release_words = ffi.cast("uint64_t *", control)
         self._leases = [0, 0]
+        self._ring = ffi.cast("uint64_t *", control + _RING_BLOCK)
+        self._ring_id = secrets.randbits(64) | 1
+        self._ring[0] = self._ring_id
+        if not self._ring_message:
+            self._ring_message = lib.cd_ring_message()
 
     def _never_fits(self, what: str) -> Rejected:
         return Rejected(f"window {self._hwnd:#x} refused {what}: it holds more messages or bytes than the "
@@ -510,6 +610,7 @@ class Sender:
 
     def _deliver(self, tag: int, data: Any, size: int, what: str) -> int:
         """One WM_COPYDATA, offered again (with back-off) while the receiver refuses it; the answer."""
+        self._await_announced()  # first: a window takes sent messages before posted ones
         result = ffi.new("intptr_t *")
         error = ffi.new("uint32_t *")
         deadline = None if self._timeout is None else time.monotonic() + self._timeout

@@ -33,8 +33,8 @@
 #define CD_PART_HEADER_SIZE 32
 #define CD_MAX_TRANSFERS 64
 /* A section descriptor: an envelope of kind CD_KIND_SECTION whose request-id field holds a
- * lease id (0: none), then u64 offset, u64 length, u64 release offset, u32 name length in
- * characters, then the section's name in UTF-16 (no NUL). The range it names in that section
+ * lease id (0: none), then u64 offset, u64 length, u64 release offset, u64 ring offset (0:
+ * none), u32 name length in characters, then the section's name in UTF-16 (no NUL). The range it names in that section
  * holds a batch frame or a part frame of the descriptor's codec (a part's tag is the
  * descriptor's dwData). A receiver in queue mode answers once it has checked the frame and
  * before it copies it out: the sender then writes its next frame elsewhere in the section,
@@ -45,7 +45,24 @@
  * they are (Python reads them there, no copy), and writes the lease id into the release word
  * once it is done with all of them. The sender reuses the range only after that. */
 #define CD_KIND_SECTION 6
-#define CD_SECTION_HEADER_SIZE 44
+#define CD_SECTION_HEADER_SIZE 52
+/* A ring block: CD_RING_SIZE bytes at a descriptor's ring offset, outside its range, in which a
+ * sender announces its next frames without a round trip each (a Sender does while a queue-mode
+ * receiver reads its frames in place, so that it copies the next frame meanwhile):
+ *   u64 ring id (random, nonzero; the sender writes it once), then the frame announced: u64
+ *   lease id, u64 offset, u64 length, u64 release offset; then u64 answer, which the
+ *   receiver writes: lease id << 8 | the answer it would have given to a descriptor.
+ * A receiver without a key that leases a frame offered with a ring block answers
+ * CD_ANSWER_LEASED_RING and remembers the ring. The sender may then announce the next frame,
+ * lease id one higher, in the ring block and post CD_RING_MESSAGE to the receiver's window
+ * (wParam the ring id, lParam the lease id), and must wait for its answer before it sends or
+ * announces anything else. A receiver checks an announced frame as it checks a descriptor.
+ * lParam 0 says the sender is done with the ring. A receiver forgets a ring unused for
+ * CD_RING_IDLE_MS, so a sender announces nothing after half as long unused. */
+#define CD_RING_SIZE 48
+#define CD_RING_MESSAGE L"copydata.v1.ring"
+#define CD_RING_IDLE_MS 60000
+#define CD_MAX_RINGS 64
 #define CD_SECTION_PREFIX "Local\\copydata.v1.shm."   /* ASCII; names are UTF-16 */
 #define CD_MAX_SECTION_NAME 128
 /* What a receiver answers a section descriptor when views of the section outlive the
@@ -61,6 +78,8 @@
  * max_transfer_size, or (in WM_COPYDATA itself) more than max_message_size. No wait changes
  * that, so a sender does not offer it again. */
 #define CD_ANSWER_NEVER_FITS 5
+/* CD_ANSWER_LEASED, and the receiver takes the next frame announced in the descriptor's ring block. */
+#define CD_ANSWER_LEASED_RING 6
 /* Records from this size up are kept in place under a lease; smaller ones are copied, so that
  * a small message held long keeps at most a few times its size of the section mapped. */
 #define CD_LEASE_MIN_RECORD (1u << 20)
@@ -183,6 +202,7 @@ typedef struct cd_stats {
     uint64_t assembling_bytes;    /* the memory they hold */
     uint64_t pump_errors;         /* times GetMessageW failed and the loop went on */
     uint64_t leased_messages;     /* queued where they lay in a sender's section, under a lease */
+    uint64_t ring_frames;         /* frames taken as announced in a ring block, with no round trip */
 } cd_stats;
 
 typedef struct cd_receiver_config {
@@ -265,6 +285,11 @@ void cd_receiver_free(cd_receiver *receiver);
 /* One SendMessageTimeoutW(WM_COPYDATA) straight from the caller's buffer. */
 int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
             uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error);
+/* CD_RING_MESSAGE's number on this desktop (0: RegisterWindowMessageW failed), and posting it
+ * (see CD_RING_SIZE): CD_OK, CD_TARGET_GONE or CD_WIN32_ERROR. */
+uint32_t cd_ring_message(void);
+int cd_post_ring(uint64_t target, uint32_t message, uint64_t ring_id, uint64_t lease_id, uint32_t *win32_error);
+int cd_window_exists(uint64_t target);
 
 /* Publishes hwnd under a name (exclusive) or in a channel, until cd_registry_withdraw. */
 int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registration **registration,
@@ -333,6 +358,7 @@ typedef struct cd_section_descriptor {
     uint64_t offset;
     uint64_t length;
     uint64_t release_offset;  /* with a lease: where the receiver writes lease_id when done */
+    uint64_t ring_offset;     /* with a lease: the ring block (0: none) */
     int codec_id;
     uint16_t name[CD_MAX_SECTION_NAME + 1];  /* UTF-16, NUL-terminated: a wchar_t string on Windows */
 } cd_section_descriptor;
@@ -351,6 +377,9 @@ void *cd_section_view(cd_section *section);
 void cd_section_close(cd_section *section);
 /* Checks a payload: 0 when it is no section descriptor, 1 for a valid one, -1 for a malformed one. */
 int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor);
+/* Whether a descriptor's numbers are consistent (as cd_section_check requires): a range of at
+ * least a byte, and with a lease a release word and a ring block (if any) on 8 bytes outside it. */
+int cd_section_fields_ok(const cd_section_descriptor *descriptor);
 /* Maps a whole section, if owner_sid owns it: its view, how many bytes of it may be read,
  * and whether the view may be written to as well (if the section allows it). CD_OK,
  * CD_NOT_FOUND (no such section) or CD_INVALID. */

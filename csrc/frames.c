@@ -237,6 +237,22 @@ int cd_section_name_ok(const uint16_t *name, size_t length)
     return 1;
 }
 
+/* Whether [at, at + size) lies on 8 bytes, wholly outside [offset, offset + length). */
+static int block_outside(uint64_t at, uint64_t size, uint64_t offset, uint64_t length)
+{
+    return at % 8 == 0 && at <= UINT64_MAX - size && (at + size <= offset || at >= offset + length);
+}
+
+int cd_section_fields_ok(const cd_section_descriptor *d)
+{
+    if (d->length == 0 || d->offset > UINT64_MAX - d->length)
+        return 0;
+    if (d->lease_id == 0)
+        return d->release_offset == 0 && d->ring_offset == 0;
+    return block_outside(d->release_offset, 8, d->offset, d->length)
+           && (d->ring_offset == 0 || block_outside(d->ring_offset, CD_RING_SIZE, d->offset, d->length));
+}
+
 int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor)
 {
     uint32_t characters;
@@ -251,16 +267,11 @@ int cd_section_check(const unsigned char *data, size_t size, cd_section_descript
     memcpy(&descriptor->offset, data + 16, 8);
     memcpy(&descriptor->length, data + 24, 8);
     memcpy(&descriptor->release_offset, data + 32, 8);
-    memcpy(&characters, data + 40, 4);
+    memcpy(&descriptor->ring_offset, data + 40, 8);
+    memcpy(&characters, data + 48, 4);
     if (characters == 0 || characters > CD_MAX_SECTION_NAME
         || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(uint16_t)
-        || descriptor->length == 0 || descriptor->offset > UINT64_MAX - descriptor->length)
-        return -1;
-    /* A release word lies on 8 bytes outside the range it releases. */
-    if (descriptor->lease_id == 0 ? descriptor->release_offset != 0
-        : descriptor->release_offset % 8 != 0 || descriptor->release_offset > UINT64_MAX - 8
-          || (descriptor->release_offset + 8 > descriptor->offset
-              && descriptor->release_offset < descriptor->offset + descriptor->length))
+        || !cd_section_fields_ok(descriptor))
         return -1;
     memcpy(descriptor->name, data + CD_SECTION_HEADER_SIZE, characters * sizeof(uint16_t));
     descriptor->name[characters] = 0;

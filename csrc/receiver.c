@@ -64,6 +64,17 @@ typedef struct handed_section {
 } handed_section;
 #define MAPPED_SECTION_IDLE_MS 1000
 
+/* A sender's ring block (see CD_RING_SIZE): where it announces its next frame. */
+typedef struct ring {
+    uint64_t id;                 /* 0: a free slot */
+    uint16_t name[CD_MAX_SECTION_NAME + 1];
+    uint64_t offset;             /* of the block in the section */
+    int codec_id;
+    uint64_t sender;             /* the wParam of the descriptor that armed it */
+    uint64_t next_lease;         /* the one lease id it may announce next */
+    ULONGLONG used_ms;
+} ring;
+
 /* Blocks of large messages, kept for the next ones: copying into fresh memory costs a page
  * fault per page, several times the copy itself. Shared by a receiver and its messages,
  * which may outlive it (Python holds them with copy=False): the last one out frees it. */
@@ -93,6 +104,8 @@ struct cd_receiver {
     size_t transfer_bytes;
     void *user_sid;               /* sections must be owned by this user */
     mapped_section mapped[MAPPED_SECTIONS];
+    ring rings[CD_MAX_RINGS];
+    UINT ring_message;            /* CD_RING_MESSAGE's number (0: none, so no ring is armed) */
     cd_pool *pool;                /* created with the first large message */
     cd_mac *mac;                  /* set: only sealed frames are accepted */
     cd_replay replay;
@@ -475,7 +488,8 @@ static void answer_before_copying(int in_section, LRESULT answer)
  * records no longer be those counted, nothing is queued. With a lease, records of
  * CD_LEASE_MIN_RECORD bytes and more are queued where they are, and the rest copied. */
 static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
-                            size_t records, size_t record_bytes, int codec_id, int in_section, cd_lease *lease)
+                            size_t records, size_t record_bytes, int codec_id, int in_section, cd_lease *lease,
+                            int ring)
 {
     cd_message *first = NULL, **link = &first, *m;
     size_t offset = CD_ENVELOPE_HEADER_SIZE, length, count = 0, copied = 0, leased = 0;
@@ -516,7 +530,7 @@ static LRESULT accept_batch(cd_receiver *r, const arrival *a, const unsigned cha
         cd_messages_free(first);
         return refuse(r, CD_REASON_MALFORMED, a);
     }
-    answer = leased ? CD_ANSWER_LEASED : TRUE;
+    answer = !leased ? TRUE : ring ? CD_ANSWER_LEASED_RING : CD_ANSWER_LEASED;
     answer_before_copying(in_section, answer);
     for (m = first, count = 0; m != NULL; m = m->next, count++)
         if (m->size && sources[count] != NULL)
@@ -723,6 +737,54 @@ static int section_frame(cd_receiver *r, const arrival *a, const unsigned char *
     return kind;
 }
 
+static int same_name(const uint16_t *a, const uint16_t *b)
+{
+    return wcscmp((const wchar_t *)a, (const wchar_t *)b) == 0;
+}
+
+/* The slot for the ring of a descriptor offered with a ring block, should its frame be leased:
+ * its own, a free one, or NULL (with a key, as an announced frame carries no seal; no slot
+ * free; or no ring id). */
+static ring *ring_slot(cd_receiver *r, const cd_section_descriptor *descriptor, const mapped_section *section,
+                       uint64_t *id)
+{
+    ring *slot = NULL;
+    size_t i;
+
+    *id = 0;
+    if (descriptor->ring_offset == 0 || r->mac != NULL || r->ring_message == 0 || !section->writable
+        || section->size < CD_RING_SIZE || descriptor->ring_offset > section->size - CD_RING_SIZE)
+        return NULL;
+    *id = *(volatile const uint64_t *)(section->view + descriptor->ring_offset);
+    for (i = 0; i < CD_MAX_RINGS && *id != 0; i++) {
+        if (r->rings[i].id == *id)  /* another section's ring id is refused: posts name rings by id alone */
+            return same_name(r->rings[i].name, descriptor->name) ? &r->rings[i] : NULL;
+        if (slot == NULL && r->rings[i].id == 0)
+            slot = &r->rings[i];
+    }
+    return *id != 0 ? slot : NULL;
+}
+
+/* After its frame was leased: the sender may announce the next one in the ring block. */
+static void arm_ring(ring *slot, uint64_t id, const arrival *a, const cd_section_descriptor *descriptor)
+{
+    slot->id = id;
+    memcpy(slot->name, descriptor->name, sizeof slot->name);
+    slot->offset = descriptor->ring_offset;
+    slot->codec_id = descriptor->codec_id;
+    slot->sender = a->sender;
+    slot->next_lease = descriptor->lease_id + 1;
+    slot->used_ms = GetTickCount64();
+}
+
+static void forget_idle_rings(cd_receiver *r, ULONGLONG now)
+{
+    size_t i;
+    for (i = 0; i < CD_MAX_RINGS; i++)
+        if (r->rings[i].id != 0 && now - r->rings[i].used_ms >= CD_RING_IDLE_MS)
+            memset(&r->rings[i], 0, sizeof r->rings[i]);
+}
+
 /* A batch or part frame in a section of the sender's, copied out once it is answered, or, for
  * large records of a batch frame offered with a lease, queued where they are. */
 static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
@@ -732,6 +794,8 @@ static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section
     size_t records, record_bytes;
     cd_part part;
     cd_lease *lease = NULL;
+    ring *slot;
+    uint64_t ring_id;
     LRESULT answer;
     int kind;
 
@@ -751,15 +815,73 @@ static LRESULT accept_section(cd_receiver *r, const arrival *a, const cd_section
         lease->id = descriptor->lease_id;
         lease->references = 1;  /* this frame's own, until its records are queued */
     }
+    slot = lease != NULL ? ring_slot(r, descriptor, section, &ring_id) : NULL;
     answer = accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id, 1,
-                          lease);
-    if (lease != NULL && answer == CD_ANSWER_LEASED) {
+                          lease, slot != NULL);
+    if (answer == CD_ANSWER_LEASED_RING)
+        arm_ring(slot, ring_id, a, descriptor);
+    if (lease != NULL && (answer == CD_ANSWER_LEASED || answer == CD_ANSWER_LEASED_RING)) {
         lease_release(lease);  /* the queued records hold it now */
     } else if (lease != NULL) {
         cd_kept_section_release(lease->mapping);  /* nothing was kept: the sender reads no release word */
         free(lease);
     }
     return answer;
+}
+
+/* A posted CD_RING_MESSAGE. Anyone can post one: only the id of an armed ring and the one lease
+ * id its sender may announce next make the receiver read anything, and what it reads in the
+ * ring block is checked as a descriptor is. The answer goes into the block once the frame is
+ * queued (and copied): no round trip. */
+static void take_announced(cd_receiver *r, uint64_t id, uint64_t lease)
+{
+    ring *slot = NULL;
+    mapped_section *section;
+    volatile LONG64 *block;
+    cd_section_descriptor descriptor;
+    arrival a;
+    LRESULT answer;
+    size_t i;
+
+    for (i = 0; i < CD_MAX_RINGS && slot == NULL; i++)
+        if (id != 0 && r->rings[i].id == id)
+            slot = &r->rings[i];
+    if (slot == NULL || lease != slot->next_lease) {
+        if (slot != NULL && lease == 0)
+            memset(slot, 0, sizeof *slot);  /* its sender is done with it */
+        return;
+    }
+    section = map_section(r, slot->name, GetTickCount64());
+    if (section == NULL || !section->writable || section->size < CD_RING_SIZE
+        || slot->offset > section->size - CD_RING_SIZE) {
+        memset(slot, 0, sizeof *slot);
+        return;
+    }
+    block = (volatile LONG64 *)(section->view + slot->offset);
+    memset(&descriptor, 0, sizeof descriptor);
+    descriptor.lease_id = (uint64_t)block[1];  /* each read once */
+    descriptor.offset = (uint64_t)block[2];
+    descriptor.length = (uint64_t)block[3];
+    descriptor.release_offset = (uint64_t)block[4];
+    descriptor.ring_offset = slot->offset;
+    descriptor.codec_id = slot->codec_id;
+    memcpy(descriptor.name, slot->name, sizeof descriptor.name);
+    a.tag = 0;
+    a.sender = slot->sender;
+    a.size = descriptor.length > SIZE_MAX ? SIZE_MAX : (size_t)descriptor.length;
+    slot->used_ms = GetTickCount64();
+    if (descriptor.lease_id != lease || !cd_section_fields_ok(&descriptor))
+        answer = refuse(r, CD_REASON_MALFORMED, &a);
+    else
+        answer = accept_section(r, &a, &descriptor);  /* re-arms the ring if it leases the frame */
+    if (answer != FALSE && answer != CD_ANSWER_NEVER_FITS) {
+        AcquireSRWLockExclusive(&r->lock);
+        r->stats.ring_frames++;
+        ReleaseSRWLockExclusive(&r->lock);
+    }
+    if (answer != CD_ANSWER_LEASED_RING)
+        memset(slot, 0, sizeof *slot);  /* the sender sends its next frame, and offers this one again */
+    InterlockedExchange64(&block[5], (LONG64)((lease << 8) | ((uint64_t)answer & 0xFF)));
 }
 
 /* Sync mode takes no parts; a Sender hearing so sends its large messages whole instead. */
@@ -868,7 +990,7 @@ static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned c
     if (kind == 2)
         return accept_part(r, a, &part, 0);
     if (kind == 1)
-        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id, 0, NULL);
+        return accept_batch(r, a, data, a->size, records, record_bytes, codec_id, 0, NULL, 0);
 
     if (!make_room(r, 1, a->size, a))
         return FALSE;
@@ -934,6 +1056,14 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
     int stopping;
     LRESULT result;
 
+    if (r != NULL && msg != 0 && msg == r->ring_message) {
+        take_announced(r, (uint64_t)wparam, (uint64_t)lparam);
+        if (r->queued_unannounced) {
+            r->queued_unannounced = 0;
+            WakeAllConditionVariable(&r->changed);
+        }
+        return 0;
+    }
     switch (msg) {
     case WM_NCCREATE:
         SetWindowLongPtrW(hwnd, GWLP_USERDATA, (LONG_PTR)((CREATESTRUCTW *)lparam)->lpCreateParams);
@@ -965,6 +1095,7 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
         if (r && wparam == PART_SWEEP_TIMER) {
             drop_stale_transfers(r, GetTickCount64());
             unmap_idle_sections(r, GetTickCount64(), MAPPED_SECTION_IDLE_MS);
+            forget_idle_rings(r, GetTickCount64());
             if (r->pool)
                 pool_trim(r->pool, GetTickCount64(), POOL_IDLE_MS);
         }
@@ -1004,7 +1135,10 @@ static HWND create_receiver_window(cd_receiver *r, DWORD *error)
         *error = GetLastError();
         return NULL;
     }
-    if (r->config.allow_lower_integrity && !ChangeWindowMessageFilterEx(hwnd, WM_COPYDATA, MSGFLT_ALLOW, NULL)) {
+    r->ring_message = RegisterWindowMessageW(CD_RING_MESSAGE);  /* 0: no ring is ever armed */
+    if (r->config.allow_lower_integrity
+        && (!ChangeWindowMessageFilterEx(hwnd, WM_COPYDATA, MSGFLT_ALLOW, NULL)
+            || (r->ring_message != 0 && !ChangeWindowMessageFilterEx(hwnd, r->ring_message, MSGFLT_ALLOW, NULL)))) {
         *error = GetLastError();
         DestroyWindow(hwnd);
         return NULL;

@@ -34,3 +34,24 @@ int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, si
         return CD_TIMEOUT;
     return CD_WIN32_ERROR;
 }
+
+uint32_t cd_ring_message(void)
+{
+    return RegisterWindowMessageW(CD_RING_MESSAGE);
+}
+
+int cd_post_ring(uint64_t target, uint32_t message, uint64_t ring_id, uint64_t lease_id, uint32_t *win32_error)
+{
+    HWND hwnd = (HWND)(uintptr_t)target;
+
+    *win32_error = 0;
+    if (message != 0 && PostMessageW(hwnd, message, (WPARAM)ring_id, (LPARAM)lease_id))
+        return CD_OK;
+    *win32_error = GetLastError();
+    return IsWindow(hwnd) ? CD_WIN32_ERROR : CD_TARGET_GONE;
+}
+
+int cd_window_exists(uint64_t target)
+{
+    return IsWindow((HWND)(uintptr_t)target) != 0;
+}

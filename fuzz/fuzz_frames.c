@@ -75,12 +75,17 @@ static void check_section(const uint8_t *data, size_t size, const cd_section_des
         EXPECT(d->name[i] != '\\' && d->name[i] != 0);
     EXPECT(memcmp(d->name, data + CD_SECTION_HEADER_SIZE, 2 * characters) == 0);
     EXPECT(d->length > 0 && d->offset <= UINT64_MAX - d->length);
-    /* A release word only with a lease, on 8 bytes, outside the range it releases. */
-    if (d->lease_id == 0)
-        EXPECT(d->release_offset == 0);
-    else
+    /* A release word and a ring block only with a lease, on 8 bytes, outside the range. */
+    if (d->lease_id == 0) {
+        EXPECT(d->release_offset == 0 && d->ring_offset == 0);
+    } else {
         EXPECT(d->release_offset % 8 == 0 && d->release_offset <= UINT64_MAX - 8
                && (d->release_offset + 8 <= d->offset || d->release_offset >= d->offset + d->length));
+        EXPECT(d->ring_offset == 0
+               || (d->ring_offset % 8 == 0 && d->ring_offset <= UINT64_MAX - CD_RING_SIZE
+                   && (d->ring_offset + CD_RING_SIZE <= d->offset || d->ring_offset >= d->offset + d->length)));
+    }
+    EXPECT(cd_section_fields_ok(d));
 }
 
 /* Cuts the input into pieces (a length byte, then that many bytes), frames them, reads them back. */

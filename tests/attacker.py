@@ -81,7 +81,8 @@ def bad_section(r: random.Random) -> bytes:
     encoded = name.encode("utf-16-le")
     lease = r.choice([0, 0, r.getrandbits(64)])
     release_offset = r.choice([0, r.randrange(0, 1 << 21) * 8, r.getrandbits(64)])
-    return header(r, 6, request_id=lease) + struct.pack("<QQQI", offset, length, release_offset,
+    ring_offset = r.choice([0, r.randrange(0, 1 << 21) * 8, r.getrandbits(64)])
+    return header(r, 6, request_id=lease) + struct.pack("<QQQQI", offset, length, release_offset, ring_offset,
                                                          max(characters, 0)) + encoded
 
 

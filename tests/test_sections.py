@@ -40,15 +40,15 @@ USER = current_user_sid()
 
 # A section descriptor, written out by hand: envelope header (the lease id in the request-id
 # field), offset, length, release offset, name length.
-SECTION_FRAME = struct.Struct("<4sBBBBQQQQI")
+SECTION_FRAME = struct.Struct("<4sBBBBQQQQQI")
 
 
 def descriptor(name: str, offset: int, length: int, characters: int | None = None, flags: int = 0,
-               request_id: int = 0, codec: int = 0, release_offset: int = 0) -> bytes:
+               request_id: int = 0, codec: int = 0, release_offset: int = 0, ring_offset: int = 0) -> bytes:
     encoded = name.encode("utf-16-le")
     count = len(name) if characters is None else characters
     return SECTION_FRAME.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, release_offset,
-                              count) + encoded
+                              ring_offset, count) + encoded
 
 
 def batch_frame(*records: tuple[int, bytes], codec: int = 0, claimed_size: int | None = None) -> bytes:
@@ -319,6 +319,11 @@ def test_a_section_rewritten_while_the_receiver_reads_it_never_takes_it_outside(
     descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3, release_offset=4100),  # not on 8 bytes
     descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3, release_offset=(1 << 64) - 8),  # past the end
     descriptor(SECTION_PREFIX + "x", 0, 10, release_offset=4096),       # a release word but no lease
+    descriptor(SECTION_PREFIX + "x", 0, 10, ring_offset=4096),          # a ring block but no lease
+    descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3, release_offset=4096, ring_offset=8),  # inside the range
+    descriptor(SECTION_PREFIX + "x", 64, 10, request_id=3, release_offset=4096, ring_offset=24),  # across its start
+    descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3, release_offset=4096, ring_offset=4100),  # not on 8 bytes
+    descriptor(SECTION_PREFIX + "x", 0, 10, request_id=3, release_offset=4096, ring_offset=(1 << 64) - 40),
     descriptor(SECTION_PREFIX + "x" * 200, 0, 10),                     # name too long
     descriptor(SECTION_PREFIX + "x", 0, 10, codec=9),                  # unknown codec
 ])

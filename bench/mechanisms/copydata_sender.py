@@ -14,7 +14,8 @@ LABEL = "copydata.Sender"
 NOTE = ("copydata.Sender with its defaults: batch frames up to 8 MiB, those above 64 KiB built in one half "
         "of a shared-memory section while the receiver takes the other half (messages of 1 MiB and more read "
         "in place under a lease, smaller ones copied out), larger ones up to 64 MiB alone in a frame, the halves "
-        "grown to fit them, and read in place too; "
+        "grown to fit them, and read in place too; while the receiver reads in place, each next frame announced "
+        "in the section with a posted message rather than sent; "
         "streaming: flushed once, at the end")
 # Messages are batched, so one message's round trip means nothing: throughput only.
 ROUND_TRIP = False

@@ -1,0 +1,211 @@
+"""Rings: once a queue-mode receiver without a key reads a Sender's frames in place, the Sender
+announces each next frame in a ring block of its section and posts a message, with no
+WM_COPYDATA round trip. The receiver reads what is announced as it reads a descriptor, and
+writes its answer into the block (csrc/copydata.h, CD_RING_SIZE).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import time
+
+import pytest
+
+import copydata
+from copydata._core import ffi, lib
+from copydata._sender import SECTION_PREFIX
+from peer import payload
+from test_leases import MiB, read_section
+from test_sections import USER, Section, batch_frame, descriptor, kernel32
+
+user32 = ctypes.WinDLL("user32", use_last_error=True)
+user32.RegisterWindowMessageW.restype = ctypes.c_uint
+user32.PostMessageW.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_size_t, ctypes.c_ssize_t]
+RING_MESSAGE = user32.RegisterWindowMessageW("copydata.v1.ring")
+RING = struct.Struct("<QQQQQQ")  # ring id, lease id, offset, length, release offset, answer
+
+
+def post(receiver: copydata.Receiver, ring_id: int, lease: int) -> None:
+    assert user32.PostMessageW(receiver.hwnd, RING_MESSAGE, ring_id, lease)
+
+
+def write_section(name: str, offset: int, data: bytes) -> None:
+    mapping = kernel32.OpenFileMappingW(0x2, False, name)  # FILE_MAP_WRITE
+    assert mapping, ctypes.WinError(ctypes.get_last_error())
+    try:
+        view = kernel32.MapViewOfFile(ctypes.c_void_p(mapping), 0x2, 0, 0, 0)
+        assert view, ctypes.WinError(ctypes.get_last_error())
+        try:
+            ctypes.memmove(view + offset, data, len(data))
+        finally:
+            kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
+    finally:
+        kernel32.CloseHandle(ctypes.c_void_p(mapping))
+
+
+def answer_word(name: str, ring_offset: int) -> tuple[int, int]:
+    """The lease id and answer the receiver last wrote into the ring block."""
+    (word,) = struct.unpack("<Q", read_section(name, ring_offset + 40, 8))
+    return word >> 8, word & 0xFF
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_stream_of_large_messages_is_announced_rather_than_sent_and_arrives_whole(start_peer):
+    """40 messages of about 1 MiB (frames of 7): the first frame goes as a descriptor, and the
+    receiver's answer lets the Sender announce every later one."""
+    specs = [(n, MiB + n, n) for n in range(40)]
+    with copydata.Receiver(copy=False) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs))
+        for tag, size, seed in specs:
+            message = receiver.recv(timeout=60)
+            assert (message.tag, len(message.data)) == (tag, size)
+            assert message.data == payload(size, seed), f"message {tag} arrived changed"
+            del message
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        stats = receiver.stats
+    assert stats.refused_messages == 0
+    assert stats.leased_messages == len(specs)
+    assert stats.ring_frames >= 5  # at least 6 frames (7 messages at most each): all but the first announced
+
+
+def test_an_announced_frame_refused_for_a_full_queue_is_offered_again_in_order(start_peer):
+    """Frames of one message of 1 MiB, and a queue that holds one: the frame announced behind
+    it is refused, and the Sender offers it again (as a descriptor, with back-off) until it fits."""
+    specs = [(n, MiB + n, n + 7) for n in range(40)]
+    with copydata.Receiver(copy=False, max_queue_bytes=MiB + MiB // 2, max_message_size=4096) as receiver:
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
+                          "--max-batch-bytes", str(2 * MiB))
+        for tag, size, seed in specs:
+            time.sleep(0.03)  # a slow reader: the next frame comes while this one is queued
+            message = receiver.recv(timeout=60)
+            assert (message.tag, message.data) == (tag, payload(size, seed))
+            del message
+        assert peer.read(timeout=60) == {"sent": len(specs)}
+        stats = receiver.stats
+    assert stats.refused_queue_full >= 1
+    assert stats.ring_frames >= 1
+    assert stats.received_messages == len(specs)
+
+
+HALF = 2 * MiB
+CONTROL = 2 * HALF  # release words, then the ring block
+RING_OFFSET = CONTROL + 64
+
+
+def ring_section(name: str, ring_id: int) -> Section:
+    """Two frames of one 1 MiB record each, in two halves; release words and a ring block after."""
+    section = Section(name, CONTROL + 4096, f"O:{USER}D:P(A;;GA;;;{USER})")
+    write_section(name, 0, batch_frame((1, payload(MiB, 1))))
+    write_section(name, HALF, batch_frame((2, payload(MiB, 2))))
+    write_section(name, RING_OFFSET, RING.pack(ring_id, 0, 0, 0, 0, 0))
+    return section
+
+
+def announce(name: str, lease: int, offset: int, length: int, release_offset: int) -> None:
+    write_section(name, RING_OFFSET + 8, struct.pack("<QQQQ", lease, offset, length, release_offset))
+
+
+def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothing(unique_name):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    ring_id = 0x1234_5678_9ABC_DEF1
+    frame_size = len(batch_frame((1, payload(MiB, 1))))
+    ours = ring_section(name, ring_id)
+    try:
+        with copydata.Receiver(copy=False) as receiver:
+            armed = descriptor(name, 0, frame_size, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
+            assert copydata.send(receiver, armed) == lib.CD_ANSWER_LEASED_RING
+            first = receiver.recv(timeout=5)
+            assert (first.tag, first.data) == (1, payload(MiB, 1))
+
+            # Posts anyone could make: an unknown ring id, or a lease id other than the next one.
+            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            post(receiver, ring_id ^ 1, 2)
+            post(receiver, ring_id, 3)
+            post(receiver, 0, 0)
+            time.sleep(0.3)
+            assert answer_word(name, RING_OFFSET) == (0, 0)
+            assert receiver.stats.received_messages == 1
+
+            # What the block announces is checked: here a range past the section's end.
+            announce(name, 2, CONTROL + 4096, frame_size, CONTROL + 8)
+            post(receiver, ring_id, 2)
+            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (2, 0))
+            assert receiver.stats.refused_section == 1
+            # Refused, so the ring is forgotten: the sender must offer that frame again itself.
+            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            post(receiver, ring_id, 2)
+            time.sleep(0.3)
+            assert answer_word(name, RING_OFFSET) == (2, 0)
+            assert receiver.stats.received_messages == 1
+
+            # Offered again as a descriptor, the ring is armed again, and the next one announced.
+            again = descriptor(name, HALF, frame_size, request_id=2, release_offset=CONTROL + 8,
+                               ring_offset=RING_OFFSET)
+            assert copydata.send(receiver, again) == lib.CD_ANSWER_LEASED_RING
+            write_section(name, 0, batch_frame((3, payload(MiB, 3))))
+            announce(name, 3, 0, frame_size, CONTROL)
+            post(receiver, ring_id, 3)
+            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING))
+            second, third = receiver.recv(timeout=5), receiver.recv(timeout=5)
+            assert [(m.tag, m.data) for m in (second, third)] == [(2, payload(MiB, 2)), (3, payload(MiB, 3))]
+            assert receiver.stats.ring_frames == 1
+
+            # A release word inside the announced range is malformed, as in a descriptor.
+            del first, second, third
+            announce(name, 4, HALF, frame_size, HALF + 8)
+            post(receiver, ring_id, 4)
+            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (4, 0))
+            assert receiver.stats.refused_malformed == 1
+            assert receiver.stats.received_messages == 3
+    finally:
+        ours.close()
+
+
+@pytest.mark.parametrize("mode", ["key", "sync"])
+def test_a_receiver_with_a_key_or_in_sync_mode_arms_no_ring(unique_name, mode):
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    key = b"k" * 32
+    frame_size = len(batch_frame((1, payload(MiB, 1))))
+    ours = ring_section(name, 99)
+    try:
+        options = {"key": key} if mode == "key" else {"sync": True, "on_message": lambda m: True}
+        with copydata.Receiver(copy=False, **options) as receiver:
+            armed = descriptor(name, 0, frame_size, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
+            answer = copydata.send(receiver, armed, key=key if mode == "key" else None)
+            assert answer == (lib.CD_ANSWER_LEASED if mode == "key" else 1)
+            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            post(receiver, 99, 2)
+            time.sleep(0.3)
+            assert answer_word(name, RING_OFFSET) == (0, 0)
+            assert receiver.stats.ring_frames == 0
+    finally:
+        ours.close()
+
+
+def test_waiting_for_an_answer_that_never_comes_ends_in_a_typed_error_in_time():
+    """A frame announced to a window that never answers (here, a receiver that knows no such
+    ring): SendTimeout after the Sender's timeout; to a window that is gone, TargetNotFound."""
+    block = ffi.new("uint64_t[6]")
+    with copydata.Receiver() as receiver:
+        sender = copydata.Sender(receiver, timeout=0.5)
+        sender._ring, sender._announced = block, (5, 0, 100, 1)
+        started = time.monotonic()
+        with pytest.raises(copydata.SendTimeout):
+            sender._await_announced()
+        assert 0.5 <= time.monotonic() - started < 2
+        hwnd = receiver.hwnd
+    gone = copydata.Sender(hwnd, timeout=30)
+    gone._ring, gone._announced = block, (5, 0, 100, 1)
+    started = time.monotonic()
+    with pytest.raises(copydata.TargetNotFound):
+        gone._await_announced()
+    assert time.monotonic() - started < 1
