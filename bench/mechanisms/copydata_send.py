@@ -25,6 +25,9 @@ def serve(inbox) -> None:
                 continue
             for message in batch:
                 inbox.feed(message.data)
+            # Let go of what was read before waiting for more: a Sender's large messages are
+            # read in its shared memory, and it writes there again once they are freed.
+            batch = message = None
 
 
 @contextmanager
