@@ -32,10 +32,10 @@ _PART_FIELDS = struct.Struct("<QQ")
 _SECTION_FIELDS = struct.Struct("<QQQQI")
 # A message larger than max_batch_bytes travels whole, alone in its frame, up to this many
 # times max_batch_bytes and at most _LARGEST_WHOLE: a queue-mode receiver reads it in place,
-# where parts are copied out and put back together (under Wine, 1.5 times the rate at 16 MiB
-# and 64 MiB, and half the receiver's memory at 64 MiB). The halves grow to fit it, so a
-# section holds at most twice the larger of max_batch_bytes and that bound; larger messages go
-# in parts, through the halves as they are.
+# where parts are copied out and put back together (under Wine, 1.5 times the rate at 16 MiB,
+# 1.25 times at 64 MiB, where the receiver rose 134 MB above idle instead of 218). The halves
+# grow to fit it, so a section holds at most twice the larger of max_batch_bytes and that
+# bound; larger messages go in parts, through the halves as they are.
 _WHOLE_FACTOR = 8
 _LARGEST_WHOLE = 64 << 20
 # How long a Sender waits for the receiver to release a frame it keeps in place (see
@@ -84,8 +84,9 @@ class Sender:
     before it copies it out, and the sender fills the other half meanwhile. A queue-mode
     receiver copies no message of 1 MiB or more at all: it reads it in place, under a lease,
     and the sender writes into that half again once the receiver has released it (or, after
-    50 ms, moves to a new section and copies for a second, then two, doubling up to a minute
-    each time the receiver holds on, before it offers leases again). While the receiver reads
+    50 ms and 4 ms per MiB of a half, moves to a new section and copies for a second, then
+    two, doubling up to a minute each time the receiver holds on, before it offers leases
+    again). While the receiver reads
     in place, each next frame is announced in the section with a posted message rather than
     sent, with no round trip; its answer is awaited before anything else goes out. A message larger
     than ``max_batch_bytes`` goes alone in a frame, the halves growing to fit it, up to eight
