@@ -879,8 +879,10 @@ static void take_announced(cd_receiver *r, uint64_t id, uint64_t lease)
         r->stats.ring_frames++;
         ReleaseSRWLockExclusive(&r->lock);
     }
-    if (answer != CD_ANSWER_LEASED_RING)
-        memset(slot, 0, sizeof *slot);  /* the sender sends its next frame, and offers this one again */
+    /* Not leased (the sender sends its next frame, and offers a refused one again), or armed
+     * under another ring id that the sender wrote meanwhile: this slot is done. */
+    if (answer != CD_ANSWER_LEASED_RING || slot->next_lease != lease + 1)
+        memset(slot, 0, sizeof *slot);
     InterlockedExchange64(&block[5], (LONG64)((lease << 8) | ((uint64_t)answer & 0xFF)));
 }
 

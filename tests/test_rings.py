@@ -209,3 +209,34 @@ def test_waiting_for_an_answer_that_never_comes_ends_in_a_typed_error_in_time():
     with pytest.raises(copydata.TargetNotFound):
         gone._await_announced()
     assert time.monotonic() - started < 1
+
+
+def test_a_ring_id_rewritten_by_its_sender_moves_the_ring_and_the_old_id_is_forgotten(unique_name):
+    """The receiver reads the ring id from the block whenever it arms a ring: a sender that
+    rewrites it between announcements ends up with one ring, under the new id, not two."""
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    old_id, new_id = 0x1111_2222_3333_4445, 0x5555_6666_7777_8889
+    frame_size = len(batch_frame((1, payload(MiB, 1))))
+    ours = ring_section(name, old_id)
+    try:
+        with copydata.Receiver(copy=False) as receiver:
+            armed = descriptor(name, 0, frame_size, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
+            assert copydata.send(receiver, armed) == lib.CD_ANSWER_LEASED_RING
+            write_section(name, RING_OFFSET, struct.pack("<Q", new_id))
+            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            post(receiver, old_id, 2)
+            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING))
+            write_section(name, 0, batch_frame((3, payload(MiB, 3))))
+            announce(name, 3, 0, frame_size, CONTROL)
+            post(receiver, old_id, 3)  # forgotten
+            time.sleep(0.3)
+            assert answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING)
+            post(receiver, new_id, 3)
+            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING))
+            post(receiver, old_id, 2)  # the old id's last lease: nothing is left to read under it
+            time.sleep(0.3)
+            assert answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING)
+            assert [receiver.recv(timeout=5).tag for _ in range(3)] == [1, 2, 3]
+            assert (receiver.stats.ring_frames, receiver.stats.refused_messages) == (2, 0)
+    finally:
+        ours.close()
