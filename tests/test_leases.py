@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import struct
+import threading
 import time
 
 import pytest
@@ -279,3 +280,27 @@ def test_a_sender_offers_leases_again_after_a_pause_that_doubles():
         assert leased_after(9) == 6
         time.sleep(1.0)
         assert leased_after(10) == 7
+
+
+def test_the_grace_for_a_release_grows_with_the_half():
+    """Halves of 32 MiB: the Sender waits 50 ms and 4 ms per MiB (184 ms) for the receiver to
+    let go of a leased frame. One let go after 100 ms keeps the Sender in its section, leasing."""
+    with copydata.Receiver(copy=False) as receiver:
+        sender = copydata.Sender(receiver, linger=60, max_batch_bytes=32 * MiB, timeout=10)
+        sections = []
+        real = sender._open_section
+        sender._open_section = lambda least: (sections.append(least), real(least))[1]  # type: ignore[method-assign]
+        sender.send(b"a" * (3 * MiB), tag=1)
+        sender.flush()  # leased, in the first half
+        held = [receiver.recv(timeout=5)]
+        letting_go = threading.Timer(0.1, held.clear)
+        letting_go.start()
+        sender.send(b"b" * (3 * MiB), tag=2)
+        sender.flush()  # the second half; then the first must be released before it is written again
+        letting_go.join()
+        sender.send(b"c" * (3 * MiB), tag=3)
+        sender.close()
+        later = [receiver.recv(timeout=5) for _ in range(2)]
+        assert [(m.tag, bytes(m.data)) for m in later] == [(2, b"b" * (3 * MiB)), (3, b"c" * (3 * MiB))]
+        assert len(sections) == 1
+        assert receiver.stats.leased_messages == 3
