@@ -16,8 +16,9 @@ import copydata
 from copydata._core import ffi, lib
 from copydata._sender import SECTION_PREFIX
 from peer import payload
-from test_leases import MiB, read_section
-from test_sections import USER, Section, batch_frame, descriptor, kernel32
+from test_leases import MiB, read_section, section_view
+from test_parts import wait_for
+from test_sections import USER, Section, batch_frame, descriptor
 
 user32 = ctypes.WinDLL("user32", use_last_error=True)
 user32.RegisterWindowMessageW.restype = ctypes.c_uint
@@ -31,32 +32,14 @@ def post(receiver: copydata.Receiver, ring_id: int, lease: int) -> None:
 
 
 def write_section(name: str, offset: int, data: bytes) -> None:
-    mapping = kernel32.OpenFileMappingW(0x2, False, name)  # FILE_MAP_WRITE
-    assert mapping, ctypes.WinError(ctypes.get_last_error())
-    try:
-        view = kernel32.MapViewOfFile(ctypes.c_void_p(mapping), 0x2, 0, 0, 0)
-        assert view, ctypes.WinError(ctypes.get_last_error())
-        try:
-            ctypes.memmove(view + offset, data, len(data))
-        finally:
-            kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
-    finally:
-        kernel32.CloseHandle(ctypes.c_void_p(mapping))
+    with section_view(name, 0x2) as view:  # FILE_MAP_WRITE
+        ctypes.memmove(view + offset, data, len(data))
 
 
 def answer_word(name: str, ring_offset: int) -> tuple[int, int]:
     """The lease id and answer the receiver last wrote into the ring block."""
     (word,) = struct.unpack("<Q", read_section(name, ring_offset + 40, 8))
     return word >> 8, word & 0xFF
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_a_stream_of_large_messages_is_announced_rather_than_sent_and_arrives_whole(start_peer):
@@ -110,6 +93,15 @@ def ring_section(name: str, ring_id: int) -> Section:
     return section
 
 
+#: Each frame of ring_section: a batch frame of one 1 MiB record.
+FRAME_SIZE = len(batch_frame((1, payload(MiB, 1))))
+
+
+def arming(name: str) -> bytes:
+    """The descriptor of ring_section's first frame, with a lease and the ring block."""
+    return descriptor(name, 0, FRAME_SIZE, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
+
+
 def announce(name: str, lease: int, offset: int, length: int, release_offset: int) -> None:
     write_section(name, RING_OFFSET + 8, struct.pack("<QQQQ", lease, offset, length, release_offset))
 
@@ -117,17 +109,15 @@ def announce(name: str, lease: int, offset: int, length: int, release_offset: in
 def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothing(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
     ring_id = 0x1234_5678_9ABC_DEF1
-    frame_size = len(batch_frame((1, payload(MiB, 1))))
     ours = ring_section(name, ring_id)
     try:
         with copydata.Receiver(copy=False) as receiver:
-            armed = descriptor(name, 0, frame_size, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
-            assert copydata.send(receiver, armed) == lib.CD_ANSWER_LEASED_RING
+            assert copydata.send(receiver, arming(name)) == lib.CD_ANSWER_LEASED_RING
             first = receiver.recv(timeout=5)
             assert (first.tag, first.data) == (1, payload(MiB, 1))
 
             # Posts anyone could make: an unknown ring id, or a lease id other than the next one.
-            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
             post(receiver, ring_id ^ 1, 2)
             post(receiver, ring_id, 3)
             post(receiver, 0, 0)
@@ -136,34 +126,34 @@ def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothin
             assert receiver.stats.received_messages == 1
 
             # What the block announces is checked: here a range past the section's end.
-            announce(name, 2, CONTROL + 4096, frame_size, CONTROL + 8)
+            announce(name, 2, CONTROL + 4096, FRAME_SIZE, CONTROL + 8)
             post(receiver, ring_id, 2)
-            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (2, 0))
+            wait_for(lambda: answer_word(name, RING_OFFSET) == (2, 0), timeout=5)
             assert receiver.stats.refused_section == 1
             # Refused, so the ring is forgotten: the sender must offer that frame again itself.
-            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
             post(receiver, ring_id, 2)
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (2, 0)
             assert receiver.stats.received_messages == 1
 
             # Offered again as a descriptor, the ring is armed again, and the next one announced.
-            again = descriptor(name, HALF, frame_size, request_id=2, release_offset=CONTROL + 8,
+            again = descriptor(name, HALF, FRAME_SIZE, request_id=2, release_offset=CONTROL + 8,
                                ring_offset=RING_OFFSET)
             assert copydata.send(receiver, again) == lib.CD_ANSWER_LEASED_RING
             write_section(name, 0, batch_frame((3, payload(MiB, 3))))
-            announce(name, 3, 0, frame_size, CONTROL)
+            announce(name, 3, 0, FRAME_SIZE, CONTROL)
             post(receiver, ring_id, 3)
-            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING))
+            wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING), timeout=5)
             second, third = receiver.recv(timeout=5), receiver.recv(timeout=5)
             assert [(m.tag, m.data) for m in (second, third)] == [(2, payload(MiB, 2)), (3, payload(MiB, 3))]
             assert receiver.stats.ring_frames == 1
 
             # A release word inside the announced range is malformed, as in a descriptor.
             del first, second, third
-            announce(name, 4, HALF, frame_size, HALF + 8)
+            announce(name, 4, HALF, FRAME_SIZE, HALF + 8)
             post(receiver, ring_id, 4)
-            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (4, 0))
+            wait_for(lambda: answer_word(name, RING_OFFSET) == (4, 0), timeout=5)
             assert receiver.stats.refused_malformed == 1
             assert receiver.stats.received_messages == 3
     finally:
@@ -174,15 +164,13 @@ def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothin
 def test_a_receiver_with_a_key_or_in_sync_mode_arms_no_ring(unique_name, mode):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
     key = b"k" * 32
-    frame_size = len(batch_frame((1, payload(MiB, 1))))
     ours = ring_section(name, 99)
     try:
         options = {"key": key} if mode == "key" else {"sync": True, "on_message": lambda m: True}
         with copydata.Receiver(copy=False, **options) as receiver:
-            armed = descriptor(name, 0, frame_size, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
-            answer = copydata.send(receiver, armed, key=key if mode == "key" else None)
+            answer = copydata.send(receiver, arming(name), key=key if mode == "key" else None)
             assert answer == (lib.CD_ANSWER_LEASED if mode == "key" else 1)
-            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
             post(receiver, 99, 2)
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (0, 0)
@@ -216,23 +204,21 @@ def test_a_ring_id_rewritten_by_its_sender_moves_the_ring_and_the_old_id_is_forg
     rewrites it between announcements ends up with one ring, under the new id, not two."""
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
     old_id, new_id = 0x1111_2222_3333_4445, 0x5555_6666_7777_8889
-    frame_size = len(batch_frame((1, payload(MiB, 1))))
     ours = ring_section(name, old_id)
     try:
         with copydata.Receiver(copy=False) as receiver:
-            armed = descriptor(name, 0, frame_size, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
-            assert copydata.send(receiver, armed) == lib.CD_ANSWER_LEASED_RING
+            assert copydata.send(receiver, arming(name)) == lib.CD_ANSWER_LEASED_RING
             write_section(name, RING_OFFSET, struct.pack("<Q", new_id))
-            announce(name, 2, HALF, frame_size, CONTROL + 8)
+            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
             post(receiver, old_id, 2)
-            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING))
+            wait_for(lambda: answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING), timeout=5)
             write_section(name, 0, batch_frame((3, payload(MiB, 3))))
-            announce(name, 3, 0, frame_size, CONTROL)
+            announce(name, 3, 0, FRAME_SIZE, CONTROL)
             post(receiver, old_id, 3)  # forgotten
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING)
             post(receiver, new_id, 3)
-            assert wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING))
+            wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING), timeout=5)
             post(receiver, old_id, 2)  # the old id's last lease: nothing is left to read under it
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING)
