@@ -385,9 +385,9 @@ class Sender:
         in_section = self._batch.borrowed and self._batch.size > self._inline_limit
         if in_section:
             lease = self._next_lease if time.monotonic() >= self._leases_from else 0
-            if lease and self._ring_armed and time.monotonic() - self._ring_used < _RING_IDLE:
-                answer = self._announce(lease, self._batch.size, count)
-            else:
+            announced = lease and self._ring_armed and time.monotonic() - self._ring_used < _RING_IDLE
+            answer = self._announce(lease, self._batch.size, count) if announced else None
+            if answer is None:
                 answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
                 self._note_answer(answer, lease, self._half)
         else:
@@ -425,11 +425,11 @@ class Sender:
         self._ring_armed = answer == lib.CD_ANSWER_LEASED_RING
         self._ring_used = time.monotonic()
 
-    def _announce(self, lease: int, size: int, count: int) -> int:
+    def _announce(self, lease: int, size: int, count: int) -> int | None:
         """Announces the frame in the current half in the ring block, with a posted message: no
         round trip; its answer is awaited before anything else goes to the receiver. Returns
-        CD_ANSWER_LEASED_RING, for the frame is the receiver's to take now (or, should the post
-        fail, what WM_COPYDATA answered instead)."""
+        CD_ANSWER_LEASED_RING, for the frame is the receiver's to take now, or None when the post
+        failed (its message queue is full, say): the frame is then to be offered as a descriptor."""
         self._await_announced()  # one at a time: its lease must be known before its half is written again
         ring = self._ring
         ring[2], ring[3], ring[4] = self._half * self._half_size, size, 2 * self._half_size + 8 * self._half
@@ -438,12 +438,9 @@ class Sender:
         status = lib.cd_post_ring(self._hwnd, self._ring_message, self._ring_id, lease, error)
         if status == lib.CD_TARGET_GONE:
             raise send_error(status, error[0], self._hwnd, self._timeout)
-        if status != lib.CD_OK:  # (its message queue is full, say): offered as a descriptor instead
+        if status != lib.CD_OK:
             self._ring_armed = False
-            answer = self._deliver_section_frame(0, size, f"a frame of {count} messages; they are still pending "
-                                                 "in shared memory", lease)
-            self._note_answer(answer, lease, self._half)
-            return answer
+            return None
         self._announced = (lease, self._half, size, count)
         self._next_lease = lease + 1
         return lib.CD_ANSWER_LEASED_RING
