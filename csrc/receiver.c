@@ -93,6 +93,10 @@ typedef struct cd_pool {
 #define POOL_SPARE_BYTES ((size_t)32 << 20)
 #define POOL_IDLE_MS 1000
 
+/* Where the window is in its life: Windows' own messages of creation and destruction go to
+ * DefWindowProcW, the same messages from anyone else at any other time change nothing. */
+enum window_phase { WINDOW_CREATING, WINDOW_LIVE, WINDOW_DESTROYING, WINDOW_DESTROYED };
+
 #define PART_SWEEP_TIMER 1
 #define PART_SWEEP_INTERVAL_MS 1000
 
@@ -119,8 +123,9 @@ struct cd_receiver {
     HANDLE thread;
     DWORD thread_id;
     int window_state;             /* 0 being created, 1 created, -1 creation failed */
+    enum window_phase window_phase; /* only the pump thread touches it */
     DWORD open_error;
-    int stopping;                 /* close has begun: refuse new messages, honour WM_CLOSE */
+    int stopping;                 /* close has begun: refuse new messages; WM_CLOSE destroys the window */
     int closed;                   /* the pump thread has ended: nothing more will be queued */
     /* Refusals kept for on_error (config.report_refusals): a ring, then counts by reason. */
     cd_refusal refusals[CD_REFUSAL_RING];
@@ -1052,61 +1057,104 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
     return accept_payload(r, &a, (const unsigned char *)cds->lpData);
 }
 
+/* Which receiver the window procedure serves: the one whose pump thread it runs on. It is kept
+ * in thread-local storage, never in the window (GWLP_USERDATA, WM_NCCREATE's lpCreateParams),
+ * which any process of the desktop can write to or forge. */
+static INIT_ONCE receiver_slot_once = INIT_ONCE_STATIC_INIT;
+static DWORD receiver_slot = TLS_OUT_OF_INDEXES;
+
+static BOOL CALLBACK allocate_receiver_slot(PINIT_ONCE once, PVOID parameter, PVOID *context)
+{
+    (void)once;
+    (void)parameter;
+    (void)context;
+    receiver_slot = TlsAlloc();
+    return receiver_slot != TLS_OUT_OF_INDEXES;
+}
+
+/* Posted WM_TIMER of the part sweep: what it frees is only what is stale anyway, so a forged one
+ * (anyone can post WM_TIMER) can only make the sweep early. */
+static void sweep(cd_receiver *r)
+{
+    ULONGLONG now = GetTickCount64();
+
+    drop_stale_transfers(r, now);
+    unmap_idle_sections(r, now, MAPPED_SECTION_IDLE_MS);
+    forget_idle_rings(r, now);
+    if (r->pool)
+        pool_trim(r->pool, now, POOL_IDLE_MS);
+}
+
+static void wake_takers(cd_receiver *r)
+{
+    if (r->queued_unannounced) {
+        r->queued_unannounced = 0;
+        WakeAllConditionVariable(&r->changed);
+    }
+}
+
+/* A message taken from the pump thread's queue. Anyone can post anything to the window or the
+ * thread: only the ring announcement and the sweep timer mean something, and nothing posted is
+ * ever dispatched (a WM_TIMER's lParam would be called as a TIMERPROC). */
+static void take_posted(cd_receiver *r, const MSG *msg)
+{
+    if (msg->hwnd != r->hwnd)
+        return;
+    if (msg->message == WM_TIMER && msg->wParam == PART_SWEEP_TIMER) {
+        sweep(r);
+    } else if (msg->message != 0 && msg->message == r->ring_message) {
+        take_announced(r, (uint64_t)msg->wParam, (uint64_t)msg->lParam);
+        wake_takers(r);
+    }
+}
+
+/* The window's end, once our own close has begun: any process can post or send WM_CLOSE to a
+ * window, or WM_DESTROY and WM_QUIT, and none of those ends this one. */
+static void destroy_if_closing(cd_receiver *r, HWND hwnd)
+{
+    int stopping;
+
+    AcquireSRWLockShared(&r->lock);
+    stopping = r->stopping;
+    ReleaseSRWLockShared(&r->lock);
+    if (!stopping || r->window_phase != WINDOW_LIVE)
+        return;
+    r->window_phase = WINDOW_DESTROYING;
+    DestroyWindow(hwnd);
+    r->window_phase = WINDOW_DESTROYED;
+    PostQuitMessage(0);
+}
+
 static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam, LPARAM lparam)
 {
-    cd_receiver *r = (cd_receiver *)GetWindowLongPtrW(hwnd, GWLP_USERDATA);
-    int stopping;
+    cd_receiver *r = (cd_receiver *)TlsGetValue(receiver_slot);
     LRESULT result;
 
-    if (r != NULL && msg != 0 && msg == r->ring_message) {
-        take_announced(r, (uint64_t)wparam, (uint64_t)lparam);
-        if (r->queued_unannounced) {
-            r->queued_unannounced = 0;
-            WakeAllConditionVariable(&r->changed);
-        }
-        return 0;
-    }
+    if (r == NULL)  /* not on a pump thread: no window of this class lives there */
+        return DefWindowProcW(hwnd, msg, wparam, lparam);
     switch (msg) {
-    case WM_NCCREATE:
-        SetWindowLongPtrW(hwnd, GWLP_USERDATA, (LONG_PTR)((CREATESTRUCTW *)lparam)->lpCreateParams);
-        break;
     case WM_COPYDATA:
-        if (r == NULL)
+        if (r->window_phase != WINDOW_LIVE)
             return FALSE;
         result = accept_copydata(r, wparam, (const COPYDATASTRUCT *)lparam);
         if (r->queued_unannounced) {
             /* The payload is safe in the queue: release the sender before the wake-up of a
              * taker, which it need not wait for. */
             ReplyMessage(result);
-            r->queued_unannounced = 0;
-            WakeAllConditionVariable(&r->changed);
+            wake_takers(r);
         }
         return result;
     case WM_CLOSE:
-        /* Any process can post WM_CLOSE to a window; only our own close may end this one. */
-        if (r) {
-            AcquireSRWLockShared(&r->lock);
-            stopping = r->stopping;
-            ReleaseSRWLockShared(&r->lock);
-            if (stopping)
-                DestroyWindow(hwnd);
-        }
+        destroy_if_closing(r, hwnd);
         return 0;
-    case WM_TIMER:
-        /* Anyone may post WM_TIMER; all it can cause is an early sweep. */
-        if (r && wparam == PART_SWEEP_TIMER) {
-            drop_stale_transfers(r, GetTickCount64());
-            unmap_idle_sections(r, GetTickCount64(), MAPPED_SECTION_IDLE_MS);
-            forget_idle_rings(r, GetTickCount64());
-            if (r->pool)
-                pool_trim(r->pool, GetTickCount64(), POOL_IDLE_MS);
-        }
-        return 0;
-    case WM_DESTROY:
-        PostQuitMessage(0);
+    default:
+        /* What Windows itself sends while it creates or destroys the window comes from this
+         * thread; the same messages from elsewhere (WM_NCCREATE, WM_DESTROY, WM_SETTEXT, ...)
+         * are answered 0 and change nothing. */
+        if (r->window_phase != WINDOW_LIVE && InSendMessageEx(NULL) == ISMEX_NOSEND)
+            return DefWindowProcW(hwnd, msg, wparam, lparam);
         return 0;
     }
-    return DefWindowProcW(hwnd, msg, wparam, lparam);
 }
 
 static HINSTANCE this_module(void)
@@ -1123,6 +1171,11 @@ static HWND create_receiver_window(cd_receiver *r, DWORD *error)
     HINSTANCE instance = this_module();
     HWND hwnd;
 
+    if (!InitOnceExecuteOnce(&receiver_slot_once, allocate_receiver_slot, NULL, NULL)
+        || !TlsSetValue(receiver_slot, r)) {
+        *error = GetLastError();
+        return NULL;
+    }
     memset(&wc, 0, sizeof wc);
     wc.cbSize = sizeof wc;
     wc.lpfnWndProc = receiver_window_proc;
@@ -1132,7 +1185,8 @@ static HWND create_receiver_window(cd_receiver *r, DWORD *error)
         *error = GetLastError();
         return NULL;
     }
-    hwnd = CreateWindowExW(0, CD_CLASS_NAME, NULL, 0, 0, 0, 0, 0, HWND_MESSAGE, NULL, instance, r);
+    r->window_phase = WINDOW_CREATING;
+    hwnd = CreateWindowExW(0, CD_CLASS_NAME, NULL, 0, 0, 0, 0, 0, HWND_MESSAGE, NULL, instance, NULL);
     if (hwnd == NULL) {
         *error = GetLastError();
         return NULL;
@@ -1164,19 +1218,23 @@ static DWORD WINAPI pump_thread(LPVOID parameter)
     ReleaseSRWLockExclusive(&r->lock);
     if (hwnd == NULL)
         return 1;
+    r->window_phase = WINDOW_LIVE;
     if (r->config.unpack_batches)
         SetTimer(hwnd, PART_SWEEP_TIMER, PART_SWEEP_INTERVAL_MS, NULL);
 
-    while ((got = GetMessageW(&msg, NULL, 0, 0)) != 0) {
+    /* Only the window's destruction, in our own close, ends the pump: a WM_QUIT may come from
+     * anyone (PostMessage, PostThreadMessage) and is ignored until then. */
+    while (r->window_phase != WINDOW_DESTROYED) {
+        got = GetMessageW(&msg, NULL, 0, 0);
         if (got == -1) {
             /* Counted for Python to log; the window must go on serving. */
             AcquireSRWLockExclusive(&r->lock);
             r->stats.pump_errors++;
             ReleaseSRWLockExclusive(&r->lock);
             Sleep(1);
-            continue;
+        } else if (got != 0) {
+            take_posted(r, &msg);
         }
-        DispatchMessageW(&msg);
     }
     return 0;
 }
@@ -1516,8 +1574,9 @@ void cd_receiver_close(cd_receiver *r)
     ReleaseSRWLockExclusive(&r->lock);
 
     if (thread) {
-        if (!PostMessageW(hwnd, WM_CLOSE, 0, 0))
-            PostThreadMessageW(r->thread_id, WM_QUIT, 0, 0);
+        /* Sent, not posted, so that no flood of posted messages keeps it out of the queue. */
+        while (!SendNotifyMessageW(hwnd, WM_CLOSE, 0, 0) && WaitForSingleObject(thread, 10) == WAIT_TIMEOUT)
+            continue;
         WaitForSingleObject(thread, INFINITE);
         CloseHandle(thread);
     }

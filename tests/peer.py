@@ -8,6 +8,7 @@
     python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle] [--key HEX]
     python peer.py stream TARGET TAG:SIZE:SEED ... [--key HEX] [--chunk-size N] [--no-shm]
                                                   [--max-batch-bytes N] [--shm-threshold N]
+                                                  [--sequence COUNT]
                          one Sender for every spec, in order (large ones in parts or shared memory)
     python peer.py burst TARGET COUNT
     python peer.py pywin32-serve
@@ -85,6 +86,11 @@ def parse_specs(specs: list[str]) -> list[tuple[int, int, int]]:
     return [tuple(int(part) for part in spec.split(":")) for spec in specs]  # type: ignore[misc]
 
 
+def sequence(count: int) -> list[tuple[int, int, int]]:
+    """Specs for ``stream --sequence COUNT``: message n has tag n, 16 + n % 200 bytes, seed n."""
+    return [(n, 16 + n % 200, n) for n in range(count)]
+
+
 def parse_key(text: str | None) -> bytes | None:
     return None if text is None else bytes.fromhex(text)
 
@@ -144,9 +150,10 @@ def stream(options: argparse.Namespace) -> None:
         with copydata.Sender(parse_target(options.target), key=parse_key(options.key), timeout=30,
                              chunk_size=options.chunk_size, max_batch_bytes=options.max_batch_bytes,
                              shm_threshold=None if options.no_shm else options.shm_threshold) as sender:
-            for tag, size, seed in parse_specs(options.specs):
+            specs = parse_specs(options.specs) + sequence(options.sequence)
+            for tag, size, seed in specs:
                 sender.send(payload(size, seed), tag=tag)
-        report(sent=len(options.specs))
+        report(sent=len(specs))
     except copydata.CopyDataError as error:
         report(error=type(error).__name__, message=str(error))
 
@@ -262,9 +269,11 @@ def main() -> None:
     for name in ("send", "pywin32-send", "stream"):
         command = commands.add_parser(name)
         command.add_argument("target")
-        command.add_argument("specs", nargs="+")
+        command.add_argument("specs", nargs="*" if name == "stream" else "+")
         command.add_argument("--key")
     commands.choices["stream"].add_argument("--chunk-size", type=int, default=1 << 20)
+    commands.choices["stream"].add_argument("--sequence", type=int, default=0, metavar="COUNT",
+                                            help="after the specs, COUNT messages as sequence() describes")
     commands.choices["stream"].add_argument("--no-shm", action="store_true")
     commands.choices["stream"].add_argument("--max-batch-bytes", type=int, default=8 << 20)
     commands.choices["stream"].add_argument("--shm-threshold", type=int, default=1 << 20)
