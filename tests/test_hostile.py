@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import copydata
-from test_load import private_bytes
+from conftest import private_bytes
 
 ATTACKS = 100_000
 VALID = 20_000

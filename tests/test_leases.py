@@ -9,13 +9,10 @@ when the receiver holds on to them.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import struct
 import threading
 import time
-from typing import Iterator
 
 import pytest
 
@@ -23,40 +20,10 @@ import copydata
 from copydata import _sender
 from copydata._core import lib
 from copydata._sender import SECTION_PREFIX
+from frames import MiB, UNWRITTEN, USER, Section, batch_frame, descriptor, failing_once, read_section
 from peer import payload
-from test_sections import USER, Section, batch_frame, descriptor, failing_once, kernel32
 
-MiB = 1 << 20
 RELEASE_WORD = struct.Struct("<Q")
-UNWRITTEN = b"Z" * 8  # what Section fills a section with
-
-
-@contextlib.contextmanager
-def section_view(name: str, access: int = 0x4) -> Iterator[int]:
-    """The named section mapped whole, as a third process would see it (access: FILE_MAP_READ,
-    or FILE_MAP_WRITE 0x2)."""
-    mapping = kernel32.OpenFileMappingW(access, False, name)
-    if not mapping:
-        raise ctypes.WinError(ctypes.get_last_error())
-    try:
-        view = kernel32.MapViewOfFile(ctypes.c_void_p(mapping), access, 0, 0, 0)
-        if not view:
-            raise ctypes.WinError(ctypes.get_last_error())
-        try:
-            yield view
-        finally:
-            kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
-    finally:
-        kernel32.CloseHandle(ctypes.c_void_p(mapping))
-
-
-def read_section(name: str, offset: int, size: int) -> bytes:
-    """``size`` bytes at ``offset`` of the named section, as a third process would see them."""
-    with section_view(name) as view:
-        return ctypes.string_at(view + offset, size)
-
-
-kernel32.OpenFileMappingW.restype = ctypes.c_void_p
 
 
 def test_large_messages_are_read_in_place_and_every_byte_arrives(start_peer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import struct
 import subprocess
 import sys
 import time
@@ -11,24 +10,9 @@ import time
 import pytest
 
 import copydata
-from copydata import _envelope
 from copydata._core import lib
+from frames import part, wait_for
 from peer import payload
-
-
-# A part frame, written out by hand: envelope header, total size, offset.
-PART_FRAME = struct.Struct("<4sBBBBQQQ")
-
-
-def part(transfer_id: int, total: int, offset: int, data: bytes, codec: int = 0) -> bytes:
-    return PART_FRAME.pack(_envelope.MAGIC, 1, codec, 5, 0, transfer_id, total, offset) + data
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_large_messages_from_another_process_arrive_whole_in_order(tmp_path):

@@ -16,9 +16,7 @@ import copydata
 from copydata._core import ffi, lib
 from copydata._sender import SECTION_PREFIX
 from peer import payload
-from test_leases import MiB, read_section, section_view
-from test_parts import wait_for
-from test_sections import USER, Section, batch_frame, descriptor
+from frames import MiB, USER, Section, batch_frame, descriptor, read_section, section_view, wait_for
 
 user32 = ctypes.WinDLL("user32", use_last_error=True)
 user32.RegisterWindowMessageW.restype = ctypes.c_uint

@@ -15,80 +15,10 @@ from pathlib import Path
 import pytest
 
 import copydata
-from copydata import _envelope
 from copydata._core import ffi, lib
 from copydata._sender import SECTION_PREFIX
+from frames import TEN, USER, Section, batch_frame, descriptor, failing_once, kernel32, part
 from peer import payload
-from test_parts import part
-
-kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
-kernel32.CreateFileMappingW.restype = ctypes.wintypes.HANDLE
-kernel32.MapViewOfFile.restype = ctypes.c_void_p
-
-
-def current_user_sid() -> str:
-    import win32api
-    import win32security
-
-    token = win32security.OpenProcessToken(win32api.GetCurrentProcess(), win32security.TOKEN_QUERY)
-    return win32security.ConvertSidToStringSid(win32security.GetTokenInformation(token, win32security.TokenUser)[0])
-
-
-USER = current_user_sid()
-
-
-# A section descriptor, written out by hand: envelope header (the lease id in the request-id
-# field), offset, length, release offset, name length.
-SECTION_FRAME = struct.Struct("<4sBBBBQQQQQI")
-
-
-def descriptor(name: str, offset: int, length: int, characters: int | None = None, flags: int = 0,
-               request_id: int = 0, codec: int = 0, release_offset: int = 0, ring_offset: int = 0) -> bytes:
-    encoded = name.encode("utf-16-le")
-    count = len(name) if characters is None else characters
-    return SECTION_FRAME.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, release_offset,
-                              ring_offset, count) + encoded
-
-
-def batch_frame(*records: tuple[int, bytes], codec: int = 0, claimed_size: int | None = None) -> bytes:
-    """What a descriptor's range holds: a batch frame (a record may claim a size it has not)."""
-    body = b"".join(struct.pack("<QI", tag, len(data) if claimed_size is None else claimed_size) + data
-                    for tag, data in records)
-    return _envelope.HEADER.pack(_envelope.MAGIC, 1, codec, 4, 0, 0) + body
-
-
-TEN = batch_frame((1, b"\x5a" * 10))  # 38 bytes: one record of ten bytes
-
-
-class Section:
-    """A section made by hand, with the security descriptor the test chooses."""
-
-    def __init__(self, name: str, size: int, sddl: str | None = None, content: bytes = b"", at: int = 0) -> None:
-        attributes = None
-        if sddl is not None:
-            descriptor_pointer = ctypes.c_void_p()
-            if not advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                    sddl, 1, ctypes.byref(descriptor_pointer), None):
-                raise ctypes.WinError(ctypes.get_last_error())
-
-            class SECURITY_ATTRIBUTES(ctypes.Structure):
-                _fields_ = [("nLength", ctypes.wintypes.DWORD), ("lpSecurityDescriptor", ctypes.c_void_p),
-                            ("bInheritHandle", ctypes.wintypes.BOOL)]
-
-            attributes = SECURITY_ATTRIBUTES(ctypes.sizeof(SECURITY_ATTRIBUTES), descriptor_pointer, False)
-        self.handle = kernel32.CreateFileMappingW(ctypes.wintypes.HANDLE(-1), ctypes.byref(attributes) if attributes else None,
-                                                  0x04, 0, size, name)
-        if not self.handle:
-            raise ctypes.WinError(ctypes.get_last_error())
-        view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(self.handle), 0x2, 0, 0, size)
-        ctypes.memset(view, 0x5A, size)
-        ctypes.memmove(view + at, content, len(content))
-        kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
-
-    def close(self) -> None:
-        kernel32.CloseHandle(ctypes.wintypes.HANDLE(self.handle))
-
 
 def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
     size = 64 << 20
@@ -114,7 +44,7 @@ def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
 
 
 def test_large_blocks_are_reused_while_messages_stream_then_freed_when_idle(start_peer):
-    from test_load import private_bytes
+    from conftest import private_bytes
 
     specs = [(n, (8 << 20) + n, n) for n in range(12)]
     with copydata.Receiver(copy=False, max_queue_bytes=24 << 20) as receiver:
@@ -385,21 +315,6 @@ def test_a_sync_receiver_reads_a_senders_shared_memory_in_place(start_peer):
         del kept["slice"]
         assert memory_state(address) == MEM_FREE, "the last view went, and its section stayed mapped"
         assert receiver.stats.refused_messages == 0
-
-
-def failing_once(sender: copydata.Sender) -> list[int]:
-    """Makes the sender's next attempt to create a section fail; the calls made, in a list."""
-    calls: list[int] = []
-    real = sender._open_section
-
-    def open_section(least: int) -> None:
-        calls.append(least)
-        if len(calls) == 1:
-            raise copydata.CopyDataError("no section this time (test)")
-        real(least)
-
-    sender._open_section = open_section  # type: ignore[method-assign]
-    return calls
 
 
 @pytest.mark.parametrize("new_section_fails", [False, True])
