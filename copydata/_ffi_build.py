@@ -50,6 +50,8 @@ ffibuilder.cdef(
 #define CD_PACK_MESSAGE_LIMIT ...
 #define CD_PACK_BLOCK_LIMIT ...
 #define CD_SECTION_HEADER_SIZE ...
+#define CD_SECTION_SECRET_SIZE ...
+#define CD_SECTION_DATA_OFFSET ...
 #define CD_MAX_SECTION_NAME ...
 #define CD_KIND_SEALED ...
 #define CD_SEAL_HEADER_SIZE ...
@@ -143,6 +145,23 @@ typedef struct cd_receiver_config {
     int report_refusals;
     int pass_sealed;
 } cd_receiver_config;
+
+typedef struct cd_ring_block {
+    uint64_t ring_id;
+    uint64_t lease_id;
+    uint64_t offset;
+    uint64_t length;
+    uint64_t release_offset;
+    uint64_t answer;
+} cd_ring_block;
+
+typedef struct cd_section_header {
+    unsigned char magic[8];
+    unsigned char secret[16];
+    uint64_t release_words[2];
+    uint64_t reserved[3];
+    cd_ring_block ring;
+} cd_section_header;
 
 typedef struct cd_batch {
     unsigned char *data;

@@ -27,9 +27,9 @@ SECTION_PREFIX = "Local\\copydata.v1.shm."
 # the header's request-id field): the message's total size and this part's offset.
 _PART_FIELDS = struct.Struct("<QQ")
 # ... and in a section descriptor (the lease id in the request-id field): offset, length, release
-# offset, ring offset, the name's length in characters (then the name in UTF-16). The range
-# holds a frame.
-_SECTION_FIELDS = struct.Struct("<QQQQI")
+# offset, ring offset, the section's secret, the name's length in characters (then the name in
+# UTF-16). The range holds a frame.
+_SECTION_FIELDS = struct.Struct(f"<QQQQ{lib.CD_SECTION_SECRET_SIZE}sI")
 # A message larger than max_batch_bytes travels whole, alone in its frame, up to this many
 # times max_batch_bytes and at most _LARGEST_WHOLE: a queue-mode receiver reads it in place,
 # where parts are copied out and put back together (under Wine, 1.5 times the rate at 16 MiB,
@@ -46,10 +46,13 @@ _LEASE_GRACE = 0.05
 _LEASE_GRACE_RATE = 250e6
 _LEASE_SPIN = 0.002
 _LEASE_PAUSE = 0.0005
-# Where a section's ring block lies in the page after its halves (behind the two release words),
-# and how long a Sender announces frames there after the receiver last answered: half as long
-# as a receiver remembers a ring.
-_RING_BLOCK = 64
+# A section starts with its header (cd_section_header: the secret, a release word per half,
+# the ring block), and its halves follow, from the next page on.
+_RELEASE_WORDS = ffi.offsetof("cd_section_header", "release_words")
+_RING_BLOCK = ffi.offsetof("cd_section_header", "ring")
+_HALVES = lib.CD_SECTION_DATA_OFFSET
+# How long a Sender announces frames in the ring block after the receiver last answered: half
+# as long as a receiver remembers a ring.
 _RING_IDLE = lib.CD_RING_IDLE_MS / 2000
 # After that, frames are copied for a while before leases are offered again: first this long,
 # doubling each time the receiver holds on again, up to the maximum.
@@ -148,9 +151,10 @@ class Sender:
         self._largest_whole = min(_WHOLE_FACTOR * self._frame_limit, _LARGEST_WHOLE)
         self._section: Any = None  # cd_section *, created when a frame first outgrows inline_limit
         self._section_name = b""  # UTF-16, as a descriptor carries it
+        self._section_secret = b""  # what proves to the receiver that the section is ours
         self._half_size = 0        # the section holds two halves of this size ...
         self._half = 0             # ... and the frame is built in this one
-        self._release_words: Any = None  # after the halves: the receiver's release word of each
+        self._release_words: Any = None  # in the section's header: the receiver's release word of each half
         self._leases = [0, 0]      # per half: the lease id a frame there is held under, or 0
         self._next_lease = 1
         self._leases_from = 0.0    # time.monotonic() from which leases are offered (again)
@@ -158,7 +162,7 @@ class Sender:
         self._whole_messages = False  # the receiver takes no parts (sync mode)
         # The ring block (see CD_RING_SIZE in csrc/copydata.h): frames announced there, with a
         # posted message, while the receiver reads them in place; no round trip each.
-        self._ring: Any = None           # uint64_t *: ring id, lease id, offset, length, release offset, answer
+        self._ring: Any = None           # cd_ring_block * in the section's header
         self._ring_id = 0
         self._ring_message = 0
         self._ring_armed = False         # the receiver answered the last frame CD_ANSWER_LEASED_RING ...
@@ -409,11 +413,11 @@ class Sender:
         ``lease``, the receiver may keep its records there until it writes the lease id into the
         half's release word, and may take the next frame as announced in the ring block."""
         half = self._half if half is None else half
-        release_offset = 2 * self._half_size + 8 * half if lease else 0
-        ring_offset = 2 * self._half_size + _RING_BLOCK if lease and self._sealer is None else 0
+        release_offset = _RELEASE_WORDS + 8 * half if lease else 0
+        ring_offset = _RING_BLOCK if lease and self._sealer is None else 0
         descriptor = (_envelope.header(self._codec_id, lib.CD_KIND_SECTION, lease)
-                      + _SECTION_FIELDS.pack(half * self._half_size, size, release_offset, ring_offset,
-                                             len(self._section_name) // 2)
+                      + _SECTION_FIELDS.pack(self._half_offset(half), size, release_offset, ring_offset,
+                                             self._section_secret, len(self._section_name) // 2)
                       + self._section_name)
         return self._deliver(tag, ffi.from_buffer(descriptor), len(descriptor), what)
 
@@ -432,8 +436,9 @@ class Sender:
         failed (its message queue is full, say): the frame is then to be offered as a descriptor."""
         self._await_announced()  # one at a time: its lease must be known before its half is written again
         ring = self._ring
-        ring[2], ring[3], ring[4] = self._half * self._half_size, size, 2 * self._half_size + 8 * self._half
-        ring[1] = lease
+        ring.offset, ring.length = self._half_offset(self._half), size
+        ring.release_offset = _RELEASE_WORDS + 8 * self._half
+        ring.lease_id = lease  # last: the receiver reads the others only for this lease
         error = ffi.new("uint32_t *")
         status = lib.cd_post_ring(self._hwnd, self._ring_message, self._ring_id, lease, error)
         if status == lib.CD_TARGET_GONE:
@@ -451,10 +456,10 @@ class Sender:
         if self._announced is None:
             return
         lease, half, size, count = self._announced
-        answers = self._ring + 5
+        ring = self._ring
         start = time.monotonic()
         look_for_window = start + 0.05
-        while answers[0] >> 8 != lease:
+        while ring.answer >> 8 != lease:
             now = time.monotonic()
             if self._timeout is not None and now - start > self._timeout:
                 self._announced, self._ring_armed = None, False
@@ -467,7 +472,7 @@ class Sender:
             # The receiver's window thread takes it as soon as it runs: at first only yield.
             time.sleep(0 if now - start < _LEASE_SPIN else _LEASE_PAUSE)
         self._announced = None
-        answer = answers[0] & 0xFF
+        answer = ring.answer & 0xFF
         if answer == 0:
             answer = self._deliver_section_frame(0, size, f"a frame of {count} messages announced in shared "
                                                  f"memory, which are lost", lease, half)
@@ -495,7 +500,7 @@ class Sender:
             self._leave_section()
             return
         self._half = other
-        view = ffi.cast("char *", lib.cd_section_view(self._section)) + self._half * self._half_size
+        view = ffi.cast("char *", lib.cd_section_view(self._section)) + self._half_offset(other)
         lib.cd_batch_move(self._batch, view, self._half_size)
 
     def _leave_section(self) -> None:
@@ -575,7 +580,7 @@ class Sender:
         self._await_announced()  # in the section left behind
         # A part of max_batch_bytes fits a half with its header; halves start on a page.
         half = -(-max(least, self._frame_limit + lib.CD_PART_HEADER_SIZE) // _PAGE) * _PAGE
-        capacity = 2 * half + _PAGE  # the halves, then a page for their release words
+        capacity = _HALVES + 2 * half  # the header's page, then the halves
         name = f"{SECTION_PREFIX}{os.getpid()}.{secrets.token_hex(16)}"
         section = ffi.new("cd_section **")
         error = ffi.new("uint32_t *")
@@ -583,22 +588,27 @@ class Sender:
         if status != lib.CD_OK:
             raise CopyDataError(f"could not create a shared-memory section of {capacity} bytes: "
                                 f"{describe_error(status, error[0])}")
-        if lib.cd_batch_move(self._batch, lib.cd_section_view(section[0]), half) != lib.CD_OK:
+        view = ffi.cast("char *", lib.cd_section_view(section[0]))
+        if lib.cd_batch_move(self._batch, view + _HALVES, half) != lib.CD_OK:
             lib.cd_section_close(section[0])
             raise MemoryError(f"a frame of {self._batch.size} bytes does not fit a section of {capacity}")
         self._end_ring()
         if self._section is not None:
             lib.cd_section_close(self._section)
+        header = ffi.cast("cd_section_header *", view)
         self._section, self._section_name = section[0], name.encode("utf-16-le")
+        self._section_secret = bytes(ffi.buffer(header.secret))
         self._half_size, self._half = half, 0
-        control = ffi.cast("char *", lib.cd_section_view(section[0])) + 2 * half
-        self._release_words = ffi.cast("uint64_t *", control)
+        self._release_words = header.release_words
         self._leases = [0, 0]
-        self._ring = ffi.cast("uint64_t *", control + _RING_BLOCK)
+        self._ring = ffi.addressof(header.ring)
         self._ring_id = secrets.randbits(64) | 1
-        self._ring[0] = self._ring_id
+        self._ring.ring_id = self._ring_id
         if not self._ring_message:
             self._ring_message = lib.cd_ring_message()
+
+    def _half_offset(self, half: int) -> int:
+        return _HALVES + half * self._half_size
 
     def _never_fits(self, what: str) -> Rejected:
         return Rejected(f"window {self._hwnd:#x} refused {what}: it holds more messages or bytes than the "

@@ -34,24 +34,30 @@
 #define CD_MAX_TRANSFERS 64
 /* A section descriptor: an envelope of kind CD_KIND_SECTION whose request-id field holds a
  * lease id (0: none), then u64 offset, u64 length, u64 release offset, u64 ring offset (0:
- * none), u32 name length in characters, then the section's name in UTF-16 (no NUL). The range it names in that section
- * holds a batch frame or a part frame of the descriptor's codec (a part's tag is the
- * descriptor's dwData). A receiver in queue mode answers once it has checked the frame and
- * before it copies it out: the sender then writes its next frame elsewhere in the section,
- * and may reuse this range once the receiver has answered a later message of its, which the
- * receiver takes only after the copy.
+ * none), the section's 16-byte secret, u32 name length in characters, then the section's name
+ * in UTF-16 (no NUL). The range it names in that section holds a batch frame or a part frame
+ * of the descriptor's codec (a part's tag is the descriptor's dwData). A receiver in queue
+ * mode answers once it has checked the frame and before it copies it out: the sender then
+ * writes its next frame elsewhere in the section, and may reuse this range once the receiver
+ * has answered a later message of its, which the receiver takes only after the copy.
  * With a lease id, the release offset names an 8-byte word of the section outside the range,
  * and the receiver may answer CD_ANSWER_LEASED instead: it keeps records of the frame where
  * they are (Python reads them there, no copy), and writes the lease id into the release word
  * once it is done with all of them. The sender reuses the range only after that. */
 #define CD_KIND_SECTION 6
-#define CD_SECTION_HEADER_SIZE 52
+#define CD_SECTION_HEADER_SIZE 68
+/* Every section starts with a cd_section_header. Its secret proves a descriptor's right to the
+ * section: anyone can list section names, only those its creator lets read it know the secret.
+ * A receiver reads nothing of the range, and writes no release word, until the section's magic
+ * and secret match the descriptor's. A Sender's frames lie from CD_SECTION_DATA_OFFSET on. */
+#define CD_SECTION_MAGIC "cd.shm.1"  /* 8 bytes, no NUL */
+#define CD_SECTION_SECRET_SIZE 16
+#define CD_SECTION_DATA_OFFSET 4096
 /* A ring block: CD_RING_SIZE bytes at a descriptor's ring offset, outside its range, in which a
  * sender announces its next frames without a round trip each (a Sender does while a queue-mode
  * receiver reads its frames in place, so that it copies the next frame meanwhile):
- *   u64 ring id (random, nonzero; the sender writes it once), then the frame announced: u64
- *   lease id, u64 offset, u64 length, u64 release offset; then u64 answer, which the
- *   receiver writes: lease id << 8 | the answer it would have given to a descriptor.
+ * a cd_ring_block: the ring id, then the frame announced, then the receiver's answer, the one
+ * it would have given to a descriptor.
  * A receiver without a key that leases a frame offered with a ring block answers
  * CD_ANSWER_LEASED_RING and remembers the ring. The sender may then announce the next frame,
  * lease id one higher, in the ring block and post CD_RING_MESSAGE to the receiver's window
@@ -60,6 +66,21 @@
  * lParam 0 says the sender is done with the ring. A receiver forgets a ring unused for
  * CD_RING_IDLE_MS, so a sender announces nothing after half as long unused. */
 #define CD_RING_SIZE 48
+typedef struct cd_ring_block {
+    uint64_t ring_id;         /* random, nonzero: written once by the sender */
+    uint64_t lease_id;        /* the frame announced: the sender writes these four, lease_id last */
+    uint64_t offset;
+    uint64_t length;
+    uint64_t release_offset;
+    uint64_t answer;          /* the receiver's: lease_id << 8 | its answer */
+} cd_ring_block;
+typedef struct cd_section_header {
+    unsigned char magic[8];   /* CD_SECTION_MAGIC */
+    unsigned char secret[CD_SECTION_SECRET_SIZE];
+    uint64_t release_words[2];  /* a Sender's, one per half */
+    uint64_t reserved[3];
+    cd_ring_block ring;         /* a Sender's ring block */
+} cd_section_header;
 #define CD_RING_MESSAGE L"copydata.v1.ring"
 #define CD_RING_IDLE_MS 60000
 #define CD_MAX_RINGS 64
@@ -359,6 +380,7 @@ typedef struct cd_section_descriptor {
     uint64_t length;
     uint64_t release_offset;  /* with a lease: where the receiver writes lease_id when done */
     uint64_t ring_offset;     /* with a lease: the ring block (0: none) */
+    unsigned char secret[CD_SECTION_SECRET_SIZE];  /* must equal the section header's */
     int codec_id;
     uint16_t name[CD_MAX_SECTION_NAME + 1];  /* UTF-16, NUL-terminated: a wchar_t string on Windows */
 } cd_section_descriptor;
@@ -371,7 +393,8 @@ int cd_section_name_ok(const uint16_t *name, size_t length);
 void *cd_current_user_sid(void);
 void cd_free_sid(void *sid);
 /* A section of size bytes under name (in CD_SECTION_PREFIX's namespace), owned by and open
- * only to the current user, mapped for writing. CD_NAME_IN_USE if the name exists already. */
+ * only to the current user, committed, mapped for writing, its header written (a fresh random
+ * secret). CD_NAME_IN_USE if the name exists already. */
 int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error);
 void *cd_section_view(cd_section *section);
 void cd_section_close(cd_section *section);
@@ -380,9 +403,10 @@ int cd_section_check(const unsigned char *data, size_t size, cd_section_descript
 /* Whether a descriptor's numbers are consistent (as cd_section_check requires): a range of at
  * least a byte, and with a lease a release word and a ring block (if any) on 8 bytes outside it. */
 int cd_section_fields_ok(const cd_section_descriptor *descriptor);
-/* Maps a whole section, if owner_sid owns it: its view, how many bytes of it may be read,
- * and whether the view may be written to as well (if the section allows it). CD_OK,
- * CD_NOT_FOUND (no such section) or CD_INVALID. */
+/* Maps a whole section, if owner_sid owns it and it is committed memory backed by the page
+ * file (no file, whose pages may fail to read, and nothing merely reserved): its view, how
+ * many bytes of it may be read, and whether the view may be written to as well (if the
+ * section allows it). CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
 int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
                    int *writable);
 void cd_section_unmap(const unsigned char *view);

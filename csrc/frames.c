@@ -7,12 +7,20 @@
  *   - sealed frames: any payload behind a MAC, for receivers with a key.
  * Plain C over a byte buffer, so that it builds and is fuzzed on Linux too (fuzz/).
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "copydata.h"
 
 static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 255};
+
+/* The layouts in shared memory, as copydata.h describes them to other implementations. */
+typedef char ring_block_size_ok[sizeof(cd_ring_block) == CD_RING_SIZE ? 1 : -1];
+typedef char section_header_layout_ok[offsetof(cd_section_header, release_words) == 24
+                                      && offsetof(cd_section_header, ring) == 64
+                                      && sizeof(cd_section_header) == 112 ? 1 : -1];
+typedef char section_descriptor_size_ok[CD_SECTION_HEADER_SIZE == 16 + 4 * 8 + CD_SECTION_SECRET_SIZE + 4 ? 1 : -1];
 
 static int envelope_kind(const unsigned char *data, size_t size)
 {
@@ -268,7 +276,8 @@ int cd_section_check(const unsigned char *data, size_t size, cd_section_descript
     memcpy(&descriptor->length, data + 24, 8);
     memcpy(&descriptor->release_offset, data + 32, 8);
     memcpy(&descriptor->ring_offset, data + 40, 8);
-    memcpy(&characters, data + 48, 4);
+    memcpy(descriptor->secret, data + 48, CD_SECTION_SECRET_SIZE);
+    memcpy(&characters, data + 64, 4);
     if (characters == 0 || characters > CD_MAX_SECTION_NAME
         || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(uint16_t)
         || !cd_section_fields_ok(descriptor))

@@ -5,6 +5,7 @@
  * In sync mode the window procedure instead waits until Python has answered the message.
  */
 #include "win32.h"
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,7 @@ typedef struct handed_section {
 typedef struct ring {
     uint64_t id;                 /* 0: a free slot */
     uint16_t name[CD_MAX_SECTION_NAME + 1];
+    unsigned char secret[CD_SECTION_SECRET_SIZE];  /* of the descriptor that armed it */
     uint64_t offset;             /* of the block in the section */
     int codec_id;
     uint64_t sender;             /* the wParam of the descriptor that armed it */
@@ -671,14 +673,36 @@ static void unmap_idle_sections(cd_receiver *r, ULONGLONG now, ULONGLONG idle_ms
             unmap_section(&r->mapped[i]);
 }
 
-/* The named section, mapped (if its owner is this receiver's user), or NULL. */
-static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLONG now)
+/* Whether a mapped section is the one a descriptor's secret names: its magic, then the secret,
+ * compared in constant time (the section's owner may rewrite its header meanwhile; each byte
+ * is read once). */
+static int proves_right(const mapped_section *section, const unsigned char *secret)
+{
+    const volatile unsigned char *header = section->view;
+    unsigned char difference = 0;
+    size_t i;
+
+    if (section->size < sizeof(cd_section_header))
+        return 0;
+    for (i = 0; i < sizeof CD_SECTION_MAGIC - 1; i++)
+        difference |= (unsigned char)(header[offsetof(cd_section_header, magic) + i] ^ (unsigned char)CD_SECTION_MAGIC[i]);
+    for (i = 0; i < CD_SECTION_SECRET_SIZE; i++)
+        difference |= (unsigned char)(header[offsetof(cd_section_header, secret) + i] ^ secret[i]);
+    return difference == 0;
+}
+
+/* The named section, mapped, if its owner is this receiver's user and the secret is its own;
+ * else NULL. */
+static mapped_section *map_section(cd_receiver *r, const uint16_t *name, const unsigned char *secret,
+                                   ULONGLONG now)
 {
     mapped_section *slot = &r->mapped[0];
     size_t i;
 
     for (i = 0; i < MAPPED_SECTIONS; i++) {
         if (r->mapped[i].view && wcscmp((const wchar_t *)r->mapped[i].name, (const wchar_t *)name) == 0) {
+            if (!proves_right(&r->mapped[i], secret))
+                return NULL;
             r->mapped[i].used_ms = now;
             return &r->mapped[i];
         }
@@ -698,6 +722,10 @@ static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLO
     slot->mapping->references = 1;  /* the slot's own */
     memcpy(slot->name, name, sizeof slot->name);
     slot->used_ms = now;
+    if (!proves_right(slot, secret)) {
+        unmap_section(slot);
+        return NULL;
+    }
     return slot;
 }
 
@@ -705,7 +733,7 @@ static mapped_section *map_section(cd_receiver *r, const uint16_t *name, ULONGLO
  * when refused (and counted). */
 static mapped_section *described_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
-    mapped_section *section = map_section(r, descriptor->name, GetTickCount64());
+    mapped_section *section = map_section(r, descriptor->name, descriptor->secret, GetTickCount64());
 
     if (section == NULL || descriptor->offset > section->size
         || descriptor->length > section->size - descriptor->offset
@@ -760,7 +788,7 @@ static ring *ring_slot(cd_receiver *r, const cd_section_descriptor *descriptor, 
     if (descriptor->ring_offset == 0 || r->mac != NULL || r->ring_message == 0 || !section->writable
         || section->size < CD_RING_SIZE || descriptor->ring_offset > section->size - CD_RING_SIZE)
         return NULL;
-    *id = *(volatile const uint64_t *)(section->view + descriptor->ring_offset);
+    *id = ((volatile const cd_ring_block *)(section->view + descriptor->ring_offset))->ring_id;
     for (i = 0; i < CD_MAX_RINGS && *id != 0; i++) {
         if (r->rings[i].id == *id)  /* another section's ring id is refused: posts name rings by id alone */
             return same_name(r->rings[i].name, descriptor->name) ? &r->rings[i] : NULL;
@@ -775,6 +803,7 @@ static void arm_ring(ring *slot, uint64_t id, const arrival *a, const cd_section
 {
     slot->id = id;
     memcpy(slot->name, descriptor->name, sizeof slot->name);
+    memcpy(slot->secret, descriptor->secret, sizeof slot->secret);
     slot->offset = descriptor->ring_offset;
     slot->codec_id = descriptor->codec_id;
     slot->sender = a->sender;
@@ -842,7 +871,7 @@ static void take_announced(cd_receiver *r, uint64_t id, uint64_t lease)
 {
     ring *slot = NULL;
     mapped_section *section;
-    volatile LONG64 *block;
+    volatile cd_ring_block *block;
     cd_section_descriptor descriptor;
     arrival a;
     LRESULT answer;
@@ -856,21 +885,22 @@ static void take_announced(cd_receiver *r, uint64_t id, uint64_t lease)
             memset(slot, 0, sizeof *slot);  /* its sender is done with it */
         return;
     }
-    section = map_section(r, slot->name, GetTickCount64());
+    section = map_section(r, slot->name, slot->secret, GetTickCount64());
     if (section == NULL || !section->writable || section->size < CD_RING_SIZE
         || slot->offset > section->size - CD_RING_SIZE) {
         memset(slot, 0, sizeof *slot);
         return;
     }
-    block = (volatile LONG64 *)(section->view + slot->offset);
+    block = (volatile cd_ring_block *)(section->view + slot->offset);
     memset(&descriptor, 0, sizeof descriptor);
-    descriptor.lease_id = (uint64_t)block[1];  /* each read once */
-    descriptor.offset = (uint64_t)block[2];
-    descriptor.length = (uint64_t)block[3];
-    descriptor.release_offset = (uint64_t)block[4];
+    descriptor.lease_id = block->lease_id;  /* each read once */
+    descriptor.offset = block->offset;
+    descriptor.length = block->length;
+    descriptor.release_offset = block->release_offset;
     descriptor.ring_offset = slot->offset;
     descriptor.codec_id = slot->codec_id;
     memcpy(descriptor.name, slot->name, sizeof descriptor.name);
+    memcpy(descriptor.secret, slot->secret, sizeof descriptor.secret);
     a.tag = 0;
     a.sender = slot->sender;
     a.size = descriptor.length > SIZE_MAX ? SIZE_MAX : (size_t)descriptor.length;
@@ -888,7 +918,7 @@ static void take_announced(cd_receiver *r, uint64_t id, uint64_t lease)
      * under another ring id that the sender wrote meanwhile: this slot is done. */
     if (answer != CD_ANSWER_LEASED_RING || slot->next_lease != lease + 1)
         memset(slot, 0, sizeof *slot);
-    InterlockedExchange64(&block[5], (LONG64)((lease << 8) | ((uint64_t)answer & 0xFF)));
+    InterlockedExchange64((volatile LONG64 *)&block->answer, (LONG64)((lease << 8) | ((uint64_t)answer & 0xFF)));
 }
 
 /* Sync mode takes no parts; a Sender hearing so sends its large messages whole instead. */

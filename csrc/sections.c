@@ -9,10 +9,12 @@
 #include "win32.h"
 #include <sddl.h>
 #include <aclapi.h>
+#include <bcrypt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "copydata.h"
+#include "internal.h"
 
 struct cd_section {
     HANDLE mapping;
@@ -49,25 +51,56 @@ void cd_free_sid(void *sid)
     free(sid);
 }
 
-/* "O:<user>D:P(A;;GA;;;<user>)": the current user owns the section and alone may open it. */
-static PSECURITY_DESCRIPTOR user_only_descriptor(void)
+/* The SID of this process's integrity level, as SDDL text (free with LocalFree), or NULL. */
+static wchar_t *integrity_level_text(void)
+{
+    HANDLE token;
+    DWORD needed = 0;
+    TOKEN_MANDATORY_LABEL *label = NULL;
+    wchar_t *text = NULL;
+
+    if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+        return NULL;
+    GetTokenInformation(token, TokenIntegrityLevel, NULL, 0, &needed);
+    label = (TOKEN_MANDATORY_LABEL *)malloc(needed);
+    if (label && GetTokenInformation(token, TokenIntegrityLevel, label, needed, &needed)
+        && !ConvertSidToStringSidW(label->Label.Sid, &text))
+        text = NULL;
+    free(label);
+    CloseHandle(token);
+    return text;
+}
+
+/* "O:<user>D:P(A;;GA;;;<user>)": the current user owns the object and alone may open it. With
+ * unreadable_below, processes of a lower integrity level (of the same user) may neither read
+ * nor write it either, where by default they may read: "S:(ML;;NWNR;;;<our level>)". Free it
+ * with LocalFree. */
+PSECURITY_DESCRIPTOR cd_user_only_descriptor(int unreadable_below)
 {
     void *sid = cd_current_user_sid();
-    wchar_t *sid_text = NULL;
-    wchar_t sddl[256];
+    wchar_t *sid_text = NULL, *level = unreadable_below ? integrity_level_text() : NULL;
+    wchar_t sddl[512];
     PSECURITY_DESCRIPTOR descriptor = NULL;
 
-    if (sid && ConvertSidToStringSidW((PSID)sid, &sid_text) && wcslen(sid_text) < 100) {
+    if (sid && ConvertSidToStringSidW((PSID)sid, &sid_text) && wcslen(sid_text) < 180
+        && (!unreadable_below || (level != NULL && wcslen(level) < 180))) {
         wcscpy(sddl, L"O:");
         wcscat(sddl, sid_text);
         wcscat(sddl, L"D:P(A;;GA;;;");
         wcscat(sddl, sid_text);
         wcscat(sddl, L")");
+        if (unreadable_below) {
+            wcscat(sddl, L"S:(ML;;NWNR;;;");
+            wcscat(sddl, level);
+            wcscat(sddl, L")");
+        }
         if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl, SDDL_REVISION_1, &descriptor, NULL))
             descriptor = NULL;
     }
     if (sid_text)
         LocalFree(sid_text);
+    if (level)
+        LocalFree(level);
     cd_free_sid(sid);
     return descriptor;
 }
@@ -78,6 +111,16 @@ typedef char wchar_t_is_16_bits[sizeof(wchar_t) == sizeof(uint16_t) ? 1 : -1];
 static int in_our_namespace(const wchar_t *name)
 {
     return cd_section_name_ok((const uint16_t *)name, wcslen(name));
+}
+
+/* The magic, and a secret that only those who can read the section learn. */
+static int write_header(cd_section_header *header, uint64_t size)
+{
+    if (size < sizeof *header
+        || BCryptGenRandom(NULL, header->secret, sizeof header->secret, BCRYPT_USE_SYSTEM_PREFERRED_RNG) != 0)
+        return 0;
+    memcpy(header->magic, CD_SECTION_MAGIC, sizeof header->magic);
+    return 1;
 }
 
 int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error)
@@ -94,7 +137,7 @@ int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, 
         return CD_NO_MEMORY;
     attributes.nLength = sizeof attributes;
     attributes.bInheritHandle = FALSE;
-    attributes.lpSecurityDescriptor = user_only_descriptor();
+    attributes.lpSecurityDescriptor = cd_user_only_descriptor(1);
     if (attributes.lpSecurityDescriptor == NULL) {
         *win32_error = GetLastError();
         free(s);
@@ -119,6 +162,11 @@ int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, 
         return CD_WIN32_ERROR;
     }
     s->size = size;
+    if (!write_header((cd_section_header *)s->view, size)) {
+        *win32_error = GetLastError();
+        cd_section_close(s);
+        return CD_WIN32_ERROR;
+    }
     *section = s;
     return CD_OK;
 }
@@ -137,32 +185,68 @@ void cd_section_close(cd_section *section)
     free(section);
 }
 
-int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
-                   int *writable)
+/* NtQuerySection, which kernel32 does not wrap: how a section is backed. */
+typedef struct section_basic_information {
+    PVOID base_address;
+    ULONG attributes;
+    LARGE_INTEGER size;
+} section_basic_information;
+typedef LONG(NTAPI *query_section_function)(HANDLE, int, PVOID, SIZE_T, PSIZE_T);
+#define SECTION_BASIC_INFORMATION_CLASS 0
+
+/* Committed page-file memory: a section backed by a file may fail to read (a network file, a
+ * disk error), and one merely reserved (SEC_RESERVE) faults where it is not committed. */
+static int backed_by_committed_memory(HANDLE mapping, uint64_t *size)
 {
-    HANDLE mapping;
+    static query_section_function query;
+    section_basic_information info;
+
+    if (query == NULL) {
+        FARPROC found = GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "NtQuerySection");
+        query = (query_section_function)(void (*)(void))found;
+    }
+    if (query == NULL || query(mapping, SECTION_BASIC_INFORMATION_CLASS, &info, sizeof info, NULL) < 0)
+        return 0;
+    if (!(info.attributes & SEC_COMMIT) || (info.attributes & (SEC_RESERVE | SEC_FILE | SEC_IMAGE)))
+        return 0;
+    *size = (uint64_t)info.size.QuadPart;
+    return 1;
+}
+
+int cd_mapping_trusted(HANDLE mapping, const void *owner_sid, uint64_t *size)
+{
     PSID owner = NULL;
     PSECURITY_DESCRIPTOR security = NULL;
-    MEMORY_BASIC_INFORMATION region;
     int owned;
 
-    *view = NULL;
-    *size = 0;
-    /* Writable for leases (a release word), when the section allows it; else for reading. */
-    *writable = 1;
-    mapping = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE | READ_CONTROL, FALSE, (const wchar_t *)name);
-    if (mapping == NULL) {
-        *writable = 0;
-        mapping = OpenFileMappingW(FILE_MAP_READ | READ_CONTROL, FALSE, (const wchar_t *)name);
-    }
-    if (mapping == NULL)
-        return CD_NOT_FOUND;
     owned = GetSecurityInfo(mapping, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,
                             &security) == ERROR_SUCCESS
             && owner != NULL && owner_sid != NULL && EqualSid(owner, (PSID)owner_sid);
     if (security)
         LocalFree(security);
-    if (!owned) {
+    return owned && backed_by_committed_memory(mapping, size);
+}
+
+int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
+                   int *writable)
+{
+    const DWORD query = READ_CONTROL | SECTION_QUERY;
+    HANDLE mapping;
+    MEMORY_BASIC_INFORMATION region;
+    uint64_t section_size = 0;
+
+    *view = NULL;
+    *size = 0;
+    /* Writable for leases (a release word), when the section allows it; else for reading. */
+    *writable = 1;
+    mapping = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE | query, FALSE, (const wchar_t *)name);
+    if (mapping == NULL) {
+        *writable = 0;
+        mapping = OpenFileMappingW(FILE_MAP_READ | query, FALSE, (const wchar_t *)name);
+    }
+    if (mapping == NULL)
+        return CD_NOT_FOUND;
+    if (!cd_mapping_trusted(mapping, owner_sid, &section_size)) {
         CloseHandle(mapping);
         return CD_INVALID;
     }
@@ -171,13 +255,13 @@ int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned c
     CloseHandle(mapping);
     if (*view == NULL)
         return CD_INVALID;
-    /* What may be read: the pages mapped, which cover the section (rounded up to a page). */
-    if (VirtualQuery(*view, &region, sizeof region) != sizeof region) {
+    /* What may be read: the committed pages mapped, and no more than the section holds. */
+    if (VirtualQuery(*view, &region, sizeof region) != sizeof region || region.State != MEM_COMMIT) {
         UnmapViewOfFile(*view);
         *view = NULL;
         return CD_INVALID;
     }
-    *size = (uint64_t)region.RegionSize;
+    *size = (uint64_t)region.RegionSize < section_size ? (uint64_t)region.RegionSize : section_size;
     return CD_OK;
 }
 

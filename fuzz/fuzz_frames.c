@@ -74,6 +74,7 @@ static void check_section(const uint8_t *data, size_t size, const cd_section_des
     for (; i < characters; i++)
         EXPECT(d->name[i] != '\\' && d->name[i] != 0);
     EXPECT(memcmp(d->name, data + CD_SECTION_HEADER_SIZE, 2 * characters) == 0);
+    EXPECT(memcmp(d->secret, data + 48, CD_SECTION_SECRET_SIZE) == 0);  /* carried as it came, checked later */
     EXPECT(d->length > 0 && d->offset <= UINT64_MAX - d->length);
     /* A release word and a ring block only with a lease, on 8 bytes, outside the range. */
     if (d->lease_id == 0) {

@@ -82,8 +82,9 @@ def bad_section(r: random.Random) -> bytes:
     lease = r.choice([0, 0, r.getrandbits(64)])
     release_offset = r.choice([0, r.randrange(0, 1 << 21) * 8, r.getrandbits(64)])
     ring_offset = r.choice([0, r.randrange(0, 1 << 21) * 8, r.getrandbits(64)])
-    return header(r, 6, request_id=lease) + struct.pack("<QQQQI", offset, length, release_offset, ring_offset,
-                                                         max(characters, 0)) + encoded
+    secret = r.choice([bytes(16), r.randbytes(16)])  # no section of ours has it
+    return header(r, 6, request_id=lease) + struct.pack("<QQQQ16sI", offset, length, release_offset, ring_offset,
+                                                         secret, max(characters, 0)) + encoded
 
 
 def forged_seal(r: random.Random, hwnd: int, tag: int, inner: bytes) -> bytes:

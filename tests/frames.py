@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.wintypes
+import secrets
 import struct
 import time
+from pathlib import Path
 from typing import Iterator
 
 import copydata
@@ -35,6 +37,8 @@ advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
 kernel32.CreateFileMappingW.restype = ctypes.wintypes.HANDLE
 kernel32.MapViewOfFile.restype = ctypes.c_void_p
 kernel32.OpenFileMappingW.restype = ctypes.c_void_p
+kernel32.CreateFileW.restype = ctypes.wintypes.HANDLE
+kernel32.VirtualAlloc.restype = ctypes.c_void_p
 
 
 def current_user_sid() -> str:
@@ -49,16 +53,26 @@ USER = current_user_sid()
 
 
 # A section descriptor, written out by hand: envelope header (the lease id in the request-id
-# field), offset, length, release offset, name length.
-SECTION_FRAME = struct.Struct("<4sBBBBQQQQQI")
+# field), offset, length, release offset, ring offset, the section's secret, name length.
+SECTION_FRAME = struct.Struct("<4sBBBBQQQQQ16sI")
+# Every section starts with a header: the magic and the secret that descriptors must carry, then
+# (in a Sender's) the release words and the ring block. Frames lie from DATA on.
+SECTION_MAGIC = b"cd.shm.1"
+DATA = 4096
+# The secret of each section made here, which descriptor() puts in by default.
+_secrets: dict[str, bytes] = {}
 
 
 def descriptor(name: str, offset: int, length: int, characters: int | None = None, flags: int = 0,
-               request_id: int = 0, codec: int = 0, release_offset: int = 0, ring_offset: int = 0) -> bytes:
+               request_id: int = 0, codec: int = 0, release_offset: int = 0, ring_offset: int = 0,
+               secret: bytes | None = None) -> bytes:
+    """A descriptor of ``name``'s range; with the secret of the Section of that name made here
+    (zeros for another), unless ``secret`` says otherwise."""
     encoded = name.encode("utf-16-le")
     count = len(name) if characters is None else characters
+    secret = _secrets.get(name, bytes(16)) if secret is None else secret
     return SECTION_FRAME.pack(_envelope.MAGIC, 1, codec, 6, flags, request_id, offset, length, release_offset,
-                              ring_offset, count) + encoded
+                              ring_offset, secret, count) + encoded
 
 
 def batch_frame(*records: tuple[int, bytes], codec: int = 0, claimed_size: int | None = None) -> bytes:
@@ -72,10 +86,20 @@ TEN = batch_frame((1, b"\x5a" * 10))  # 38 bytes: one record of ten bytes
 UNWRITTEN = b"Z" * 8  # what Section fills a section with
 
 
-class Section:
-    """A section made by hand, with the security descriptor the test chooses."""
+SEC_RESERVE = 0x4000000
+INVALID_HANDLE = ctypes.wintypes.HANDLE(-1).value
 
-    def __init__(self, name: str, size: int, sddl: str | None = None, content: bytes = b"", at: int = 0) -> None:
+
+class Section:
+    """A section made by hand, with the security descriptor the test chooses, filled with "Z"
+    bytes, ``content`` at ``at``, and a header with a random secret (or none, or the one given).
+    ``flags`` go with PAGE_READWRITE (SEC_RESERVE: only the first ``commit`` bytes are committed
+    and written); ``file``: backed by that file instead of the page file."""
+
+    def __init__(self, name: str, size: int, sddl: str | None = None, content: bytes = b"", at: int = DATA,
+                 secret: bytes | None = None, header: bool = True, flags: int = 0, commit: int | None = None,
+                 file: Path | None = None) -> None:
+        self.secret = secrets.token_bytes(16) if secret is None else secret
         attributes = None
         if sddl is not None:
             descriptor_pointer = ctypes.c_void_p()
@@ -88,17 +112,34 @@ class Section:
                             ("bInheritHandle", ctypes.wintypes.BOOL)]
 
             attributes = SECURITY_ATTRIBUTES(ctypes.sizeof(SECURITY_ATTRIBUTES), descriptor_pointer, False)
-        self.handle = kernel32.CreateFileMappingW(ctypes.wintypes.HANDLE(-1), ctypes.byref(attributes) if attributes else None,
-                                                  0x04, 0, size, name)
+        self.file = INVALID_HANDLE
+        if file is not None:  # GENERIC_READ | GENERIC_WRITE, shared, OPEN_EXISTING
+            self.file = kernel32.CreateFileW(str(file), 0xC0000000, 3, None, 3, 0, None)
+            if self.file == INVALID_HANDLE:
+                raise ctypes.WinError(ctypes.get_last_error())
+        self.handle = kernel32.CreateFileMappingW(ctypes.wintypes.HANDLE(self.file),
+                                                  ctypes.byref(attributes) if attributes else None,
+                                                  0x04 | flags, 0, size, name)
         if not self.handle:
             raise ctypes.WinError(ctypes.get_last_error())
         view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(self.handle), 0x2, 0, 0, size)
-        ctypes.memset(view, 0x5A, size)
-        ctypes.memmove(view + at, content, len(content))
+        writable = size
+        if flags & SEC_RESERVE:
+            writable = commit or 0
+            if writable and not kernel32.VirtualAlloc(ctypes.c_void_p(view), writable, 0x1000, 0x04):  # MEM_COMMIT
+                raise ctypes.WinError(ctypes.get_last_error())
+        ctypes.memset(view, 0x5A, writable)
+        if header:
+            ctypes.memmove(view, SECTION_MAGIC + self.secret, 24)
+            _secrets[name] = self.secret
+        if content:
+            ctypes.memmove(view + at, content, len(content))
         kernel32.UnmapViewOfFile(ctypes.c_void_p(view))
 
     def close(self) -> None:
         kernel32.CloseHandle(ctypes.wintypes.HANDLE(self.handle))
+        if self.file != INVALID_HANDLE:
+            kernel32.CloseHandle(ctypes.wintypes.HANDLE(self.file))
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@
                          [--allow-pickle] [--channel CHANNEL ...] [--fail-tag TAG] [--key HEX]
     python peer.py send TARGET TAG:SIZE:SEED ... [--key HEX]
     python peer.py send-value TARGET CODEC JSON [--tag N] [--raw]
+    python peer.py send-raw TARGET HEX ... [--tag N] [--sender HWND]   each payload as it is, answers reported
     python peer.py send-evil-pickle TARGET PATH
     python peer.py request TARGET CODEC JSON [--tag N] [--allow-pickle] [--key HEX]
     python peer.py stream TARGET TAG:SIZE:SEED ... [--key HEX] [--chunk-size N] [--no-shm]
@@ -13,6 +14,7 @@
     python peer.py burst TARGET COUNT
     python peer.py pywin32-serve
     python peer.py hang                 a window whose thread never pumps its messages
+    python peer.py squat NAME [--sddl SDDL] [--reserve]   a name's slot made first, an impostor in it
     python peer.py pywin32-send TARGET TAG:SIZE:SEED ...
 
 Every report is one JSON object on stdout. A serving peer first reports {"ready": hwnd},
@@ -158,6 +160,18 @@ def stream(options: argparse.Namespace) -> None:
         report(error=type(error).__name__, message=str(error))
 
 
+def send_raw(options: argparse.Namespace) -> None:
+    """Each HEX payload as one plain WM_COPYDATA (a frame built by the test, say), in order."""
+    import copydata
+
+    for text in options.payloads:
+        try:
+            report(result=copydata.send(parse_target(options.target), bytes.fromhex(text), tag=options.tag,
+                                        sender=options.sender, check=False))
+        except copydata.CopyDataError as error:
+            report(error=type(error).__name__, message=str(error))
+
+
 def send_value(options: argparse.Namespace) -> None:
     import copydata
 
@@ -227,6 +241,56 @@ def hang(options: argparse.Namespace) -> None:
     time.sleep(120)  # never pumps: a hung receiver
 
 
+def squat(options: argparse.Namespace) -> None:
+    """Makes a receiver name's slot before anyone claims it, with the security descriptor given
+    (or the default one), and puts a window of its own there (of copydata's window class, which
+    any process can register), as a process that wants another's messages would."""
+    import ctypes
+    import ctypes.wintypes as wt
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    user32 = ctypes.WinDLL("user32", use_last_error=True)
+    advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+    kernel32.CreateFileMappingW.restype = wt.HANDLE
+    kernel32.MapViewOfFile.restype = ctypes.c_void_p
+    user32.CreateWindowExW.restype = wt.HWND
+    user32.DefWindowProcW.restype = ctypes.c_ssize_t
+    user32.DefWindowProcW.argtypes = [wt.HWND, wt.UINT, wt.WPARAM, wt.LPARAM]
+    procedure_type = ctypes.WINFUNCTYPE(ctypes.c_ssize_t, wt.HWND, wt.UINT, wt.WPARAM, wt.LPARAM)
+    procedure = procedure_type(lambda hwnd, msg, wparam, lparam: user32.DefWindowProcW(hwnd, msg, wparam, lparam))
+
+    class WNDCLASSW(ctypes.Structure):
+        _fields_ = [("style", wt.UINT), ("lpfnWndProc", procedure_type), ("cbClsExtra", ctypes.c_int),
+                    ("cbWndExtra", ctypes.c_int), ("hInstance", wt.HINSTANCE), ("hIcon", wt.HICON),
+                    ("hCursor", wt.HANDLE), ("hbrBackground", wt.HBRUSH), ("lpszMenuName", wt.LPCWSTR),
+                    ("lpszClassName", wt.LPCWSTR)]
+
+    window_class = WNDCLASSW(lpfnWndProc=procedure, lpszClassName="copydata.receiver.v1")
+    if not user32.RegisterClassW(ctypes.byref(window_class)):
+        raise ctypes.WinError(ctypes.get_last_error())
+    hwnd = user32.CreateWindowExW(0, "copydata.receiver.v1", "impostor", 0, 0, 0, 0, 0, wt.HWND(-3), None, None,
+                                  None)  # HWND_MESSAGE
+    attributes = None
+    if options.sddl:
+        descriptor = ctypes.c_void_p()
+        if not advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(options.sddl, 1, ctypes.byref(descriptor),
+                                                                            None):
+            raise ctypes.WinError(ctypes.get_last_error())
+        attributes = (ctypes.c_uint32 * 6)()  # SECURITY_ATTRIBUTES: nLength, then the descriptor's pointer
+        attributes[0] = 24
+        ctypes.c_void_p.from_buffer(attributes, 8).value = descriptor.value
+    protect = 0x04 | (0x4000000 if options.reserve else 0)  # PAGE_READWRITE [| SEC_RESERVE]
+    mapping = kernel32.CreateFileMappingW(wt.HANDLE(-1), attributes, protect, 0, 8,
+                                          f"Local\\copydata.v1.name.{options.name}")
+    if not mapping:
+        raise ctypes.WinError(ctypes.get_last_error())
+    if not options.reserve:
+        view = kernel32.MapViewOfFile(wt.HANDLE(mapping), 0x2, 0, 0, 8)
+        ctypes.c_uint64.from_address(view).value = (os.getpid() << 32) | (hwnd & 0xFFFFFFFF)
+    report(ready=hwnd)
+    sys.stdin.read()
+
+
 def pywin32_send(options: argparse.Namespace) -> None:
     import win32con
     import win32gui
@@ -277,15 +341,24 @@ def main() -> None:
     commands.choices["stream"].add_argument("--no-shm", action="store_true")
     commands.choices["stream"].add_argument("--max-batch-bytes", type=int, default=8 << 20)
     commands.choices["stream"].add_argument("--shm-threshold", type=int, default=1 << 20)
+    raw_parser = commands.add_parser("send-raw")
+    raw_parser.add_argument("target")
+    raw_parser.add_argument("payloads", nargs="+", metavar="HEX")
+    raw_parser.add_argument("--tag", type=int, default=0)
+    raw_parser.add_argument("--sender", type=lambda text: int(text, 0), default=0, help="wParam, as claimed")
     burst_parser = commands.add_parser("burst")
     burst_parser.add_argument("target")
     burst_parser.add_argument("count", type=int)
+    squat_parser = commands.add_parser("squat")
+    squat_parser.add_argument("name")
+    squat_parser.add_argument("--sddl", help="the slot's security descriptor (default: Windows' default)")
+    squat_parser.add_argument("--reserve", action="store_true", help="SEC_RESERVE: nothing committed")
     commands.add_parser("pywin32-serve")
     commands.add_parser("hang")
     options = parser.parse_args()
-    handlers = {"serve": serve, "send": send, "burst": burst, "send-value": send_value,
+    handlers = {"serve": serve, "send": send, "burst": burst, "send-value": send_value, "send-raw": send_raw,
                 "send-evil-pickle": send_evil_pickle, "request": request, "hang": hang, "stream": stream,
-                "pywin32-serve": pywin32_serve, "pywin32-send": pywin32_send}
+                "pywin32-serve": pywin32_serve, "pywin32-send": pywin32_send, "squat": squat}
     handlers[options.command](options)
 
 

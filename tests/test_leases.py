@@ -20,7 +20,7 @@ import copydata
 from copydata import _sender
 from copydata._core import lib
 from copydata._sender import SECTION_PREFIX
-from frames import MiB, UNWRITTEN, USER, Section, batch_frame, descriptor, failing_once, read_section
+from frames import DATA, MiB, UNWRITTEN, USER, Section, batch_frame, descriptor, failing_once, read_section
 from peer import payload
 
 RELEASE_WORD = struct.Struct("<Q")
@@ -108,7 +108,7 @@ def lease_frame_section(name: str, sddl: str, big: bytes) -> tuple[Section, byte
     """A section holding a batch frame of a large record and a small one; the frame and the
     offset of an 8-byte release word behind it."""
     frame = batch_frame((1, big), (2, b"small"))
-    release_offset = -(-len(frame) // 8) * 8
+    release_offset = DATA + -(-len(frame) // 8) * 8
     return Section(name, release_offset + 4096, sddl, frame), frame, release_offset
 
 
@@ -118,7 +118,7 @@ def test_the_release_word_is_written_once_the_last_leased_message_goes(unique_na
     ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", big)
     try:
         receiver = copydata.Receiver(copy=False)
-        offer = descriptor(name, 0, len(frame), request_id=77, release_offset=release_offset)
+        offer = descriptor(name, DATA, len(frame), request_id=77, release_offset=release_offset)
         assert copydata.send(receiver, offer, tag=9) == lib.CD_ANSWER_LEASED
         large, small = receiver.recv(timeout=5), receiver.recv(timeout=5)
         assert (large.tag, large.data, small.tag, small.data) == (1, big, 2, b"small")
@@ -137,7 +137,7 @@ def test_a_frame_without_large_records_is_copied_and_its_release_word_left_alone
     ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", b"x" * (MiB - 1))
     try:
         with copydata.Receiver(copy=False) as receiver:
-            offer = descriptor(name, 0, len(frame), request_id=77, release_offset=release_offset)
+            offer = descriptor(name, DATA, len(frame), request_id=77, release_offset=release_offset)
             assert copydata.send(receiver, offer, tag=9) == 1
             assert [m.data for m in receiver.recv_many(2, timeout=5)] == [b"x" * (MiB - 1), b"small"]
             assert receiver.stats.leased_messages == 0
@@ -151,7 +151,7 @@ def test_a_release_word_outside_the_section_is_refused(unique_name):
     ours, frame, release_offset = lease_frame_section(name, f"O:{USER}D:P(A;;GA;;;{USER})", b"y" * MiB)
     try:
         with copydata.Receiver(copy=False) as receiver:
-            past_the_end = descriptor(name, 0, len(frame), request_id=5, release_offset=release_offset + (1 << 30))
+            past_the_end = descriptor(name, DATA, len(frame), request_id=5, release_offset=release_offset + (1 << 30))
             with pytest.raises(copydata.Rejected):
                 copydata.send(receiver, past_the_end, tag=9)
             assert receiver.stats.refused_section == 1
@@ -167,7 +167,7 @@ def test_a_sync_receiver_answers_a_lease_offer_as_it_answers_any_frame(unique_na
     seen = []
     try:
         with copydata.Receiver(sync=True, on_message=lambda m: seen.append(len(m.data))) as receiver:
-            offer = descriptor(name, 0, len(frame), request_id=5, release_offset=release_offset)
+            offer = descriptor(name, DATA, len(frame), request_id=5, release_offset=release_offset)
             assert copydata.send(receiver, offer, tag=9) == 1
             assert receiver.stats.leased_messages == 0
         assert seen == [MiB, 5]

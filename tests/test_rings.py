@@ -16,7 +16,7 @@ import copydata
 from copydata._core import ffi, lib
 from copydata._sender import SECTION_PREFIX
 from peer import payload
-from frames import MiB, USER, Section, batch_frame, descriptor, read_section, section_view, wait_for
+from frames import DATA, MiB, USER, Section, batch_frame, descriptor, read_section, section_view, wait_for
 
 user32 = ctypes.WinDLL("user32", use_last_error=True)
 user32.RegisterWindowMessageW.restype = ctypes.c_uint
@@ -77,16 +77,19 @@ def test_an_announced_frame_refused_for_a_full_queue_is_offered_again_in_order(s
     assert stats.received_messages == len(specs)
 
 
+# A section laid out as a Sender lays out its own: the header (release words at 24 and 32, the ring
+# block at 64), then two halves from DATA on.
 HALF = 2 * MiB
-CONTROL = 2 * HALF  # release words, then the ring block
-RING_OFFSET = CONTROL + 64
+FIRST, SECOND, END = DATA, DATA + HALF, DATA + 2 * HALF
+RELEASE = 24
+RING_OFFSET = 64
 
 
 def ring_section(name: str, ring_id: int) -> Section:
-    """Two frames of one 1 MiB record each, in two halves; release words and a ring block after."""
-    section = Section(name, CONTROL + 4096, f"O:{USER}D:P(A;;GA;;;{USER})")
-    write_section(name, 0, batch_frame((1, payload(MiB, 1))))
-    write_section(name, HALF, batch_frame((2, payload(MiB, 2))))
+    """Two frames of one 1 MiB record each, in two halves; release words and a ring block before."""
+    section = Section(name, END, f"O:{USER}D:P(A;;GA;;;{USER})")
+    write_section(name, FIRST, batch_frame((1, payload(MiB, 1))))
+    write_section(name, SECOND, batch_frame((2, payload(MiB, 2))))
     write_section(name, RING_OFFSET, RING.pack(ring_id, 0, 0, 0, 0, 0))
     return section
 
@@ -97,7 +100,7 @@ FRAME_SIZE = len(batch_frame((1, payload(MiB, 1))))
 
 def arming(name: str) -> bytes:
     """The descriptor of ring_section's first frame, with a lease and the ring block."""
-    return descriptor(name, 0, FRAME_SIZE, request_id=1, release_offset=CONTROL, ring_offset=RING_OFFSET)
+    return descriptor(name, FIRST, FRAME_SIZE, request_id=1, release_offset=RELEASE, ring_offset=RING_OFFSET)
 
 
 def announce(name: str, lease: int, offset: int, length: int, release_offset: int) -> None:
@@ -115,7 +118,7 @@ def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothin
             assert (first.tag, first.data) == (1, payload(MiB, 1))
 
             # Posts anyone could make: an unknown ring id, or a lease id other than the next one.
-            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
+            announce(name, 2, SECOND, FRAME_SIZE, RELEASE + 8)
             post(receiver, ring_id ^ 1, 2)
             post(receiver, ring_id, 3)
             post(receiver, 0, 0)
@@ -124,23 +127,23 @@ def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothin
             assert receiver.stats.received_messages == 1
 
             # What the block announces is checked: here a range past the section's end.
-            announce(name, 2, CONTROL + 4096, FRAME_SIZE, CONTROL + 8)
+            announce(name, 2, END, FRAME_SIZE, RELEASE + 8)
             post(receiver, ring_id, 2)
             wait_for(lambda: answer_word(name, RING_OFFSET) == (2, 0), timeout=5)
             assert receiver.stats.refused_section == 1
             # Refused, so the ring is forgotten: the sender must offer that frame again itself.
-            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
+            announce(name, 2, SECOND, FRAME_SIZE, RELEASE + 8)
             post(receiver, ring_id, 2)
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (2, 0)
             assert receiver.stats.received_messages == 1
 
             # Offered again as a descriptor, the ring is armed again, and the next one announced.
-            again = descriptor(name, HALF, FRAME_SIZE, request_id=2, release_offset=CONTROL + 8,
+            again = descriptor(name, SECOND, FRAME_SIZE, request_id=2, release_offset=RELEASE + 8,
                                ring_offset=RING_OFFSET)
             assert copydata.send(receiver, again) == lib.CD_ANSWER_LEASED_RING
             write_section(name, 0, batch_frame((3, payload(MiB, 3))))
-            announce(name, 3, 0, FRAME_SIZE, CONTROL)
+            announce(name, 3, FIRST, FRAME_SIZE, RELEASE)
             post(receiver, ring_id, 3)
             wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING), timeout=5)
             second, third = receiver.recv(timeout=5), receiver.recv(timeout=5)
@@ -149,7 +152,7 @@ def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothin
 
             # A release word inside the announced range is malformed, as in a descriptor.
             del first, second, third
-            announce(name, 4, HALF, FRAME_SIZE, HALF + 8)
+            announce(name, 4, SECOND, FRAME_SIZE, SECOND + 8)
             post(receiver, ring_id, 4)
             wait_for(lambda: answer_word(name, RING_OFFSET) == (4, 0), timeout=5)
             assert receiver.stats.refused_malformed == 1
@@ -168,7 +171,7 @@ def test_a_receiver_with_a_key_or_in_sync_mode_arms_no_ring(unique_name, mode):
         with copydata.Receiver(copy=False, **options) as receiver:
             answer = copydata.send(receiver, arming(name), key=key if mode == "key" else None)
             assert answer == (lib.CD_ANSWER_LEASED if mode == "key" else 1)
-            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
+            announce(name, 2, SECOND, FRAME_SIZE, RELEASE + 8)
             post(receiver, 99, 2)
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (0, 0)
@@ -207,11 +210,11 @@ def test_a_ring_id_rewritten_by_its_sender_moves_the_ring_and_the_old_id_is_forg
         with copydata.Receiver(copy=False) as receiver:
             assert copydata.send(receiver, arming(name)) == lib.CD_ANSWER_LEASED_RING
             write_section(name, RING_OFFSET, struct.pack("<Q", new_id))
-            announce(name, 2, HALF, FRAME_SIZE, CONTROL + 8)
+            announce(name, 2, SECOND, FRAME_SIZE, RELEASE + 8)
             post(receiver, old_id, 2)
             wait_for(lambda: answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING), timeout=5)
             write_section(name, 0, batch_frame((3, payload(MiB, 3))))
-            announce(name, 3, 0, FRAME_SIZE, CONTROL)
+            announce(name, 3, FIRST, FRAME_SIZE, RELEASE)
             post(receiver, old_id, 3)  # forgotten
             time.sleep(0.3)
             assert answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.wintypes
 import hashlib
+import secrets
 import struct
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 import copydata
 from copydata._core import ffi, lib
 from copydata._sender import SECTION_PREFIX
-from frames import TEN, USER, Section, batch_frame, descriptor, failing_once, kernel32, part
+from frames import (DATA, SEC_RESERVE, TEN, UNWRITTEN, USER, MiB, Section, batch_frame, descriptor, failing_once,
+                    kernel32, part, read_section)
 from peer import payload
 
 def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
@@ -111,9 +113,9 @@ def test_parts_in_a_section_are_put_together_and_checked_like_inline_parts(uniqu
     ours = Section(name, 65536, f"O:{USER}D:P(A;;GA;;;{USER})", content)
     try:
         with copydata.Receiver() as receiver:
-            assert copydata.send(receiver, descriptor(name, 0, len(first)), tag=9) == 1
-            assert copydata.send(receiver, descriptor(name, len(first), len(second)), tag=9) == 1
-            start = len(first) + len(second)
+            assert copydata.send(receiver, descriptor(name, DATA, len(first)), tag=9) == 1
+            assert copydata.send(receiver, descriptor(name, DATA + len(first), len(second)), tag=9) == 1
+            start = DATA + len(first) + len(second)
             with pytest.raises(copydata.Rejected):  # a codec other than the descriptor's
                 copydata.send(receiver, descriptor(name, start, len(wrong_codec)), tag=9)
             with pytest.raises(copydata.Rejected):  # past its total
@@ -124,7 +126,7 @@ def test_parts_in_a_section_are_put_together_and_checked_like_inline_parts(uniqu
             with pytest.raises(copydata.RecvTimeout):
                 receiver.recv(timeout=0.2)
         with copydata.Receiver(sync=True, on_message=lambda m: 1) as receiver:
-            assert copydata.send(receiver, descriptor(name, 0, len(first)), tag=9) == lib.CD_ANSWER_NO_PARTS
+            assert copydata.send(receiver, descriptor(name, DATA, len(first)), tag=9) == lib.CD_ANSWER_NO_PARTS
             assert receiver.stats.refused_parts_in_sync_mode == 1
     finally:
         ours.close()
@@ -140,17 +142,71 @@ def test_sections_keep_the_codec_and_parts_remain_for_shm_threshold_none():
             (1, "é" * 5000, "text"), (2, bytes(5000), "bytes")]
 
 
+def test_a_descriptor_without_the_sections_secret_is_refused_and_nothing_is_written_there(unique_name, start_peer):
+    """Sections of one user are all owned by that user, and their names can be listed: the owner
+    check alone let any process that can send to a keyless receiver have it read another
+    process's section as a message, and write a release word into it. Only a descriptor that
+    carries the secret in the section's header is taken."""
+    name = f"{SECTION_PREFIX}{unique_name}"[:120]
+    big = payload(MiB, 3)
+    frame = batch_frame((1, big))
+    release = DATA + -(-len(frame) // 8) * 8
+    victim = Section(name, release + 4096, f"O:{USER}D:P(A;;GA;;;{USER})", frame)  # as its Sender makes it
+    near_miss = victim.secret[:-1] + bytes([victim.secret[-1] ^ 1])
+    forged = [descriptor(name, DATA, len(frame), request_id=7, release_offset=release, secret=secret)
+              for secret in (bytes(16), secrets.token_bytes(16), near_miss)]
+    try:
+        with copydata.Receiver(copy=False) as receiver:
+            intruder = start_peer("send-raw", str(receiver.hwnd), *(frame.hex() for frame in forged))
+            assert [intruder.read() for _ in forged] == [{"result": 0}] * len(forged)
+            assert (receiver.stats.refused_section, receiver.stats.received_messages) == (len(forged), 0)
+            assert read_section(name, release, 8) == UNWRITTEN
+            owner = start_peer("send-raw", str(receiver.hwnd),
+                               descriptor(name, DATA, len(frame), request_id=7, release_offset=release).hex())
+            assert owner.read() == {"result": lib.CD_ANSWER_LEASED}
+            message = receiver.recv(timeout=5)
+            assert message.data == big
+            del message
+            assert read_section(name, release, 8) == struct.pack("<Q", 7)
+    finally:
+        victim.close()
+
+
+def test_sections_that_are_not_committed_page_file_memory_are_refused(unique_name, tmp_path):
+    """A section merely reserved (SEC_RESERVE) faults where its pages are not committed, and one
+    backed by a file may fail to read: neither is read, whatever its header says."""
+    user_only = f"O:{USER}D:P(A;;GA;;;{USER})"
+    reserved_name = f"{SECTION_PREFIX}{unique_name}-reserved"[:120]
+    reserved = Section(reserved_name, DATA + 65536, user_only, flags=SEC_RESERVE, commit=DATA)
+    backed_name = f"{SECTION_PREFIX}{unique_name}-file"[:120]
+    backing = tmp_path / "backing"
+    backing.write_bytes(bytes(DATA + 4096))
+    backed = Section(backed_name, DATA + 4096, user_only, TEN, file=backing)
+    try:
+        with copydata.Receiver() as receiver:
+            for frame in (descriptor(reserved_name, DATA, 4096), descriptor(reserved_name, 0, 64),
+                          descriptor(backed_name, DATA, len(TEN))):
+                with pytest.raises(copydata.Rejected):
+                    copydata.send(receiver, frame)
+            assert receiver.stats.refused_section == 3
+            assert copydata.send(receiver, b"still here") == 1
+            assert receiver.recv(timeout=5).data == b"still here"
+    finally:
+        reserved.close()
+        backed.close()
+
+
 def test_a_section_owned_by_someone_else_is_refused(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
     assert USER != "S-1-5-32-544"
     try:
-        foreign = Section(name, 4096, "O:BAD:(A;;GA;;;WD)", TEN)  # owned by Administrators, open to all
+        foreign = Section(name, DATA + 4096, "O:BAD:(A;;GA;;;WD)", TEN)  # owned by Administrators, open to all
     except OSError as error:
         pytest.fail(f"could not create a section owned by another SID: {error}")
     try:
         with copydata.Receiver() as receiver:
             with pytest.raises(copydata.Rejected):
-                copydata.send(receiver, descriptor(name, 0, len(TEN)))
+                copydata.send(receiver, descriptor(name, DATA, len(TEN)))
             assert receiver.stats.refused_section == 1
     finally:
         foreign.close()
@@ -185,14 +241,14 @@ def test_ranges_outside_the_section_and_missing_sections_are_refused(unique_name
 ], ids=["no-frame", "no-record", "past-the-range", "another-codec", "too-large"])
 def test_what_a_section_holds_is_checked_before_anything_is_queued(unique_name, content, refusal):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
-    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})", content)
+    ours = Section(name, DATA + 4096, f"O:{USER}D:P(A;;GA;;;{USER})", content)
     try:
         with copydata.Receiver(max_transfer_size=1000) as receiver:
             if refusal == "too_large":  # refused for its size alone: a Sender gives up at once
-                assert copydata.send(receiver, descriptor(name, 0, len(content))) == lib.CD_ANSWER_NEVER_FITS
+                assert copydata.send(receiver, descriptor(name, DATA, len(content))) == lib.CD_ANSWER_NEVER_FITS
             else:
                 with pytest.raises(copydata.Rejected):
-                    copydata.send(receiver, descriptor(name, 0, len(content)))
+                    copydata.send(receiver, descriptor(name, DATA, len(content)))
             assert getattr(receiver.stats, f"refused_{refusal}") == 1
             assert receiver.stats.received_messages == 0
     finally:
@@ -204,9 +260,9 @@ def test_a_section_rewritten_while_the_receiver_reads_it_never_takes_it_outside(
     the receiver reads each record length once, so it queues what it checked or nothing."""
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
     frame = batch_frame((1, b"a" * 100), (2, b"b" * 100))
-    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})", frame)
-    view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(ours.handle), 0x2, 0, 0, 4096)
-    length_field = view + 16 + 8  # the first record's length
+    ours = Section(name, DATA + 4096, f"O:{USER}D:P(A;;GA;;;{USER})", frame)
+    view = kernel32.MapViewOfFile(ctypes.wintypes.HANDLE(ours.handle), 0x2, 0, 0, DATA + 4096)
+    length_field = view + DATA + 16 + 8  # the first record's length
     stop = threading.Event()
 
     def rewrite() -> None:  # the first record's length: right, then far past the range, again and again
@@ -219,7 +275,8 @@ def test_a_section_rewritten_while_the_receiver_reads_it_never_takes_it_outside(
     try:
         with copydata.Receiver(max_queue_messages=1_000_000) as receiver:
             writer.start()
-            accepted = sum(copydata.send(receiver, descriptor(name, 0, len(frame)), check=False) for _ in range(300))
+            accepted = sum(copydata.send(receiver, descriptor(name, DATA, len(frame)), check=False)
+                           for _ in range(300))
             stop.set()
             writer.join()
             messages = receiver.recv_many(1000, timeout=5) if accepted else []
@@ -266,12 +323,12 @@ def test_malformed_descriptors_are_refused_as_malformed(frame):
 
 def test_an_unknown_codec_on_a_real_section_neither_passes_nor_stops_delivery(unique_name):
     name = f"{SECTION_PREFIX}{unique_name}"[:120]
-    ours = Section(name, 4096, f"O:{USER}D:P(A;;GA;;;{USER})", batch_frame((1, b"x"), codec=9))
+    ours = Section(name, DATA + 4096, f"O:{USER}D:P(A;;GA;;;{USER})", batch_frame((1, b"x"), codec=9))
     delivered: list = []
     try:
         with copydata.Receiver(on_message=delivered.append) as receiver:
             with pytest.raises(copydata.Rejected):
-                copydata.send(receiver, descriptor(name, 0, 29, codec=9))
+                copydata.send(receiver, descriptor(name, DATA, 29, codec=9))
             copydata.send(receiver, b"still delivering", tag=2)
             deadline = time.monotonic() + 5
             while not delivered and time.monotonic() < deadline:
@@ -366,7 +423,7 @@ def test_a_sync_receiver_checks_descriptors_as_a_queue_does(unique_name):
             with pytest.raises(copydata.Rejected):
                 copydata.send(receiver, descriptor(name + "-missing", 0, 1))
             with pytest.raises(copydata.Rejected):
-                copydata.send(receiver, descriptor(name, 0, 64))  # 0x5a bytes: no frame
+                copydata.send(receiver, descriptor(name, DATA, 64))  # 0x5a bytes: no frame
             assert (receiver.stats.refused_section, receiver.stats.refused_malformed) == (4, 1)
         assert received == [b"\x5a" * 10]
     finally:
