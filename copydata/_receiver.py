@@ -338,6 +338,10 @@ class Receiver:
         status = lib.cd_registry_claim(kind, name, self._hwnd, registration, error)
         if status == lib.CD_NAME_IN_USE:
             raise NameInUse(f"a live receiver already holds the name {name!r}")
+        if status == lib.CD_INVALID:
+            from ._send import untrusted_slot  # _send imports this module
+
+            raise NameInUse(untrusted_slot(kind, name))
         if status == lib.CD_FULL:
             raise ChannelFull(f"channel {name!r} already has {lib.CD_CHANNEL_SLOTS} live subscribers")
         if status != lib.CD_OK:

@@ -33,9 +33,18 @@ def _registry_list(kind: int, name: str, capacity: int) -> list[int]:
     found = ffi.new("uint32_t *")
     error = ffi.new("uint32_t *")
     status = lib.cd_registry_list(kind, name, hwnds, capacity, found, error)
+    if status == lib.CD_INVALID:
+        raise CopyDataError(untrusted_slot(kind, name))
     if status != lib.CD_OK:
         raise CopyDataError(f"could not look up {name!r}: {describe_error(status, error[0])}")
     return [int(hwnds[index]) for index in range(min(found[0], capacity))]
+
+
+def untrusted_slot(kind: int, name: str) -> str:
+    what = "name" if kind == lib.CD_REGISTRY_NAME else "channel"
+    return (f"the {what} {name!r} lives in a shared-memory object not made by this user (or not in committed "
+            f"memory): copydata neither believes nor writes what it holds; whoever made it can choose who "
+            f"may write there")
 
 
 def find(name: str) -> int | None:

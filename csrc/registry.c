@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "copydata.h"
+#include "internal.h"
 
 typedef volatile LONG64 slot_t;   /* (process id << 32) | window handle's 32 bits; 0 when free */
 
@@ -74,6 +75,53 @@ static int holder_is_live(LONG64 holder)
     return wcscmp(class_name, CD_CLASS_NAME) == 0;
 }
 
+/* The slots' section, made (create) or opened; NULL with CD_OK when it does not exist and
+ * create is 0. Made open only to this user; one made by someone else, or not committed page-file
+ * memory, is refused (CD_INVALID): whoever made it decides who may write there, and reading a
+ * page that is not committed would crash us. */
+static int open_slots(const wchar_t *object, uint32_t count, int create, HANDLE *mapping, uint32_t *win32_error)
+{
+    const DWORD access = FILE_MAP_READ | FILE_MAP_WRITE | READ_CONTROL | SECTION_QUERY;
+    SECURITY_ATTRIBUTES attributes;
+    void *user = NULL;
+    uint64_t size = 0;
+    int trusted;
+
+    *mapping = NULL;
+    if (create) {
+        attributes.nLength = sizeof attributes;
+        attributes.bInheritHandle = FALSE;
+        attributes.lpSecurityDescriptor = cd_user_only_descriptor(0);  /* readable below: find() works there */
+        if (attributes.lpSecurityDescriptor == NULL) {
+            *win32_error = GetLastError();
+            return CD_WIN32_ERROR;
+        }
+        *mapping = CreateFileMappingW(INVALID_HANDLE_VALUE, &attributes, PAGE_READWRITE, 0, count * sizeof(slot_t),
+                                      object);
+        *win32_error = GetLastError();  /* ERROR_ALREADY_EXISTS: made before, opened with all access */
+        LocalFree(attributes.lpSecurityDescriptor);
+    } else {
+        *mapping = OpenFileMappingW(access, FALSE, object);
+        *win32_error = GetLastError();
+        if (*mapping == NULL && *win32_error == ERROR_FILE_NOT_FOUND) {
+            *win32_error = 0;
+            return CD_OK;
+        }
+    }
+    if (*mapping == NULL)
+        return *win32_error == ERROR_ACCESS_DENIED ? CD_INVALID : CD_WIN32_ERROR;
+    *win32_error = 0;
+    user = cd_current_user_sid();
+    trusted = user != NULL && cd_mapping_trusted(*mapping, user, &size) && size >= count * sizeof(slot_t);
+    cd_free_sid(user);
+    if (!trusted) {
+        CloseHandle(*mapping);
+        *mapping = NULL;
+        return CD_INVALID;
+    }
+    return CD_OK;
+}
+
 static slot_t *map_slots(HANDLE mapping, uint32_t count)
 {
     return (slot_t *)MapViewOfFile(mapping, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, count * sizeof(slot_t));
@@ -102,6 +150,7 @@ int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registrat
     wchar_t object[OBJECT_NAME_CAPACITY];
     uint32_t count = slot_count(kind);
     cd_registration *reg;
+    int status;
 
     *registration = NULL;
     *win32_error = 0;
@@ -111,12 +160,14 @@ int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registrat
     if (reg == NULL)
         return CD_NO_MEMORY;
     reg->holder = make_holder(GetCurrentProcessId(), (HWND)(uintptr_t)hwnd);
-    reg->mapping = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0,
-                                      count * sizeof(slot_t), object);
-    if (reg->mapping == NULL || (reg->slots = map_slots(reg->mapping, count)) == NULL) {
+    status = open_slots(object, count, 1, &reg->mapping, win32_error);
+    if (status != CD_OK) {
+        free(reg);
+        return status;
+    }
+    if ((reg->slots = map_slots(reg->mapping, count)) == NULL) {
         *win32_error = GetLastError();
-        if (reg->mapping)
-            CloseHandle(reg->mapping);
+        CloseHandle(reg->mapping);
         free(reg);
         return CD_WIN32_ERROR;
     }
@@ -149,16 +200,15 @@ int cd_registry_list(int kind, const wchar_t *name, uint64_t *hwnds, uint32_t ca
     HANDLE mapping;
     slot_t *slots;
     uint32_t i;
+    int status;
 
     *found = 0;
     *win32_error = 0;
     if (!object_name(kind, name, object))
         return CD_INVALID;
-    mapping = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, FALSE, object);
-    if (mapping == NULL) {
-        *win32_error = GetLastError();
-        return *win32_error == ERROR_FILE_NOT_FOUND ? CD_OK : CD_WIN32_ERROR;
-    }
+    status = open_slots(object, count, 0, &mapping, win32_error);
+    if (status != CD_OK || mapping == NULL)
+        return status;
     slots = map_slots(mapping, count);
     if (slots == NULL) {
         *win32_error = GetLastError();

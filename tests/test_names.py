@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
+import re
 import struct
 
 import pytest
 
 import copydata
+from frames import USER, kernel32
+
+advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+
+
+def slot_security(object_name: str) -> tuple[str, list[tuple[str, str]]]:
+    """The owner of a named section, and its DACL's entries as (access, trustee), in SDDL."""
+    handle = kernel32.OpenFileMappingW(0x20000, False, object_name)  # READ_CONTROL
+    if not handle:
+        raise ctypes.WinError(ctypes.get_last_error())
+    descriptor, text = ctypes.c_void_p(), ctypes.c_wchar_p()
+    try:
+        # SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION
+        assert advapi32.GetSecurityInfo(ctypes.c_void_p(handle), 6, 0x5, None, None, None, None,
+                                        ctypes.byref(descriptor)) == 0
+        assert advapi32.ConvertSecurityDescriptorToStringSecurityDescriptorW(descriptor, 1, 0x5, ctypes.byref(text),
+                                                                             None)
+        sddl = text.value
+    finally:
+        kernel32.CloseHandle(ctypes.c_void_p(handle))
+    owner = re.match(r"O:([^D]+)", sddl)
+    return owner.group(1) if owner else "", re.findall(r"\(A;[^;]*;([^;]*);[^;]*;[^;]*;([^)]*)\)", sddl)
 
 
 def test_find_returns_the_receivers_window_and_none_after_close(unique_name):
@@ -78,3 +102,37 @@ def test_longest_name_and_any_unicode_work():
             assert copydata.find(name) == receiver.hwnd
             copydata.send(name, b"hi")
             assert receiver.recv(timeout=5).data == b"hi"
+
+
+def test_a_name_slot_made_by_another_owner_is_neither_used_nor_believed(start_peer, unique_name):
+    """A process that makes a name's slot first (here owned by the Administrators group, open to
+    everyone) decides who may write there; copydata neither publishes into it nor believes the
+    window it names."""
+    impostor = start_peer("squat", unique_name, "--sddl", "O:BAD:(A;;GA;;;WD)")
+    impostor.wait_ready()
+    with pytest.raises(copydata.CopyDataError, match="not made by this user"):
+        copydata.find(unique_name)
+    with pytest.raises(copydata.CopyDataError, match="not made by this user"):
+        copydata.send(unique_name, b"meant for someone else")
+    with pytest.raises(copydata.NameInUse, match="not made by this user"):
+        copydata.Receiver(unique_name)
+    impostor.finish()
+    with copydata.Receiver(unique_name) as receiver:  # once it is gone, the name is free again
+        assert copydata.find(unique_name) == receiver.hwnd
+
+
+def test_a_name_slot_that_is_not_committed_memory_is_refused_without_reading_it(start_peer, unique_name):
+    impostor = start_peer("squat", unique_name, "--reserve")
+    impostor.wait_ready()
+    with pytest.raises(copydata.CopyDataError, match="not made by this user"):
+        copydata.find(unique_name)
+    with pytest.raises(copydata.NameInUse):
+        copydata.Receiver(unique_name)
+    impostor.finish()
+
+
+def test_a_name_slot_is_open_to_its_user_only(unique_name):
+    with copydata.Receiver(unique_name):
+        owner, aces = slot_security(f"Local\\copydata.v1.name.{unique_name}")
+        assert owner == USER
+        assert [trustee for _, trustee in aces] == [USER]
