@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple, Optional
 
-from . import _checks, _codecs, _envelope, _seal
+from . import _checks, _codecs, _envelope, _replies, _seal
 from ._core import ffi, lib
 from ._errors import ChannelFull, CopyDataError, NameInUse, ReceiverClosed, RecvTimeout
 from ._win32 import describe_error
@@ -289,6 +289,7 @@ class Receiver:
         self._key = key
         self._on_error = on_error
         self._error_reporter: threading.Thread | None = None
+        self._replier = _replies.Replier(self._send_reply_now, self._warn, "copydata-replies")
 
         key_buffer = ffi.from_buffer(key) if key is not None else ffi.NULL
         config = ffi.new("cd_receiver_config *", {
@@ -297,7 +298,7 @@ class Receiver:
             "max_queue_bytes": max_queue_bytes,
             "sync": int(self._sync),
             "allow_lower_integrity": int(bool(allow_lower_integrity)),
-            "unpack_batches": int(not self._raw),
+            "unpack_batches": int(not self._raw and self._takes_frames),
             "max_transfer_size": max_transfer_size,
             "part_timeout_ms": part_timeout_ms,
             "key": key_buffer,
@@ -331,6 +332,9 @@ class Receiver:
 
     # A receiver without a key refuses sealed messages in C; the reply window checks them itself.
     _pass_sealed = False
+    # Batch, part and section frames (from a Sender) are taken apart in C; the reply window takes
+    # only replies, each one plain WM_COPYDATA.
+    _takes_frames = True
 
     def _register(self, kind: int, name: str) -> None:
         registration = ffi.new("cd_registration **")
@@ -413,8 +417,8 @@ class Receiver:
         except Exception:
             self._count("undecodable")
             self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(payload))
-            logger.exception("receiver %#x could not decode a message (tag=%d, %d bytes); it is dropped",
-                             self._hwnd, tag, len(payload))
+            self._warn(f"could not decode a message (tag={tag}, {len(payload)} bytes); it is dropped",
+                       exc_info=True)
             return None
 
     def _pickle_allowed(self, envelope: _envelope.Envelope) -> bool:
@@ -473,7 +477,9 @@ class Receiver:
                 except Exception:
                     logger.exception("on_error raised on %s; reporting goes on", refusal)
 
-    def _warn(self, text: str) -> None:
+    def _warn(self, text: str, exc_info: bool = False) -> None:
+        """Logs a warning, at most one a second: other processes can make a receiver warn (a
+        message it cannot decode, a request whose reply window is gone), as often as they like."""
         now = time.monotonic()
         with self._state_lock:
             if now - self._last_warning < _WARNING_INTERVAL:
@@ -482,7 +488,7 @@ class Receiver:
             suppressed = self._counts.pop("warnings_suppressed", 0)
             self._last_warning = now
         more = f" ({suppressed} similar warnings suppressed)" if suppressed else ""
-        logger.warning("receiver %#x %s%s", self._hwnd, text, more)
+        logger.warning("receiver %#x %s%s", self._hwnd, text, more, exc_info=exc_info)
 
     def _route_reply(self, kind: int, message: Message) -> int:
         """A reply arrived; only the window of copydata.request expects any."""
@@ -509,8 +515,8 @@ class Receiver:
         try:
             payload = self._reply_payload(request, value, failed)
         except Exception as error:
-            logger.warning("receiver %#x could not encode its reply to request %s from %#x: %s",
-                           self._hwnd, request.request_id, request.sender, error)
+            self._warn(f"could not encode its reply to request {request.request_id} from {request.sender:#x}: "
+                       f"{error}")
             payload = self._reply_payload(
                 request, f"the reply could not be encoded: {type(error).__name__}: {error}", failed=True)
         self._deliver_reply(request, payload)
@@ -526,14 +532,14 @@ class Receiver:
         return _envelope.wrap(body, codec_id, kind, request.request_id)  # type: ignore[arg-type]
 
     def _deliver_reply(self, request: Message, payload: bytes) -> None:
+        """Queues the reply for the reply threads: delivery never waits for a requester."""
+        self._replier.submit(request.sender, request.tag, payload,
+                             f"request {request.request_id} from {request.sender:#x}")
+
+    def _send_reply_now(self, target: int, tag: int, payload: bytes) -> None:
         from ._send import send  # _send imports this module
 
-        try:
-            send(request.sender, payload, tag=request.tag, timeout=self._reply_timeout, sender=self._hwnd,
-                 key=self._key)
-        except Exception as error:
-            logger.warning("receiver %#x could not reply to request %s from %#x: %s",
-                           self._hwnd, request.request_id, request.sender, error)
+        send(target, payload, tag=tag, timeout=self._reply_timeout, sender=self._hwnd, key=self._key)
 
     # --- queue mode ---------------------------------------------------------------------
 
@@ -703,6 +709,7 @@ class Receiver:
         while True:
             status = lib.cd_receiver_take(self._handle, self._batch_size, _checks.WAIT_FOREVER_MS, first, leased)
             if status == lib.CD_CLOSED:
+                self._replier.close()  # (closed from on_message, close() has returned already)
                 lib.cd_receiver_discard(self._handle)  # nothing is left; ends on_error's thread too
                 return
             if self._sync:
@@ -726,8 +733,8 @@ class Receiver:
         try:
             value = self._on_message(message)  # type: ignore[misc]
         except Exception as error:
-            logger.exception("on_message raised on message tag=%d from %#x; delivery goes on",
-                             message.tag, message.sender)
+            self._warn(f"on_message raised on message tag={message.tag} from {message.sender:#x}; delivery goes on",
+                       exc_info=True)
             if kind == _envelope.REQUEST:
                 self._send_reply(message, f"{type(error).__name__}: {error}", failed=True)
             return 0
@@ -747,7 +754,7 @@ class Receiver:
                 result = self._process(native.tag, ffi.unpack(native.data, native.size), native.sender,
                                        native.codec_id)
         except Exception:
-            logger.exception("on_message's answer is not an LRESULT; the sender is answered 0")
+            self._warn("on_message's answer is not an LRESULT; the sender is answered 0", exc_info=True)
         finally:
             lib.cd_receiver_reply(self._handle, native, result)
 
@@ -782,8 +789,7 @@ class Receiver:
         stats = ffi.new("cd_stats *")
         lib.cd_receiver_stats(self._handle, stats)
         if stats.pump_errors != self._pump_errors_seen:
-            logger.warning("GetMessageW failed %d time(s) on receiver %#x; its window goes on",
-                           stats.pump_errors - self._pump_errors_seen, self._hwnd)
+            self._warn(f"saw GetMessageW fail {stats.pump_errors - self._pump_errors_seen} time(s); its window goes on")
             self._pump_errors_seen = stats.pump_errors
 
     # --- closing ------------------------------------------------------------------------
@@ -809,6 +815,7 @@ class Receiver:
         lib.cd_receiver_close(self._handle)
         if self._dispatcher is not None:
             self._dispatcher.join()
+        self._replier.close()
         lib.cd_receiver_discard(self._handle)
         if self._error_reporter is not None and threading.current_thread() is not self._error_reporter:
             self._error_reporter.join()

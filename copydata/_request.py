@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import itertools
+import secrets
 import threading
 import time
 from typing import Any, NamedTuple
@@ -14,13 +14,14 @@ from . import _codecs, _envelope, _seal
 from ._core import lib
 from ._errors import RequestFailed, RequestTimeout
 from ._receiver import Message, Receiver
-from ._send import DEFAULT_TIMEOUT, Target, send
+from ._send import DEFAULT_TIMEOUT, Target, resolve, send
 
 
 class _Waiting(NamedTuple):
     reply: concurrent.futures.Future
     allow_pickle: bool
     key: bytes | None
+    target: int  # the window the request went to: its reply must name it as its sender
 
 
 class _ReplyWindow(Receiver):
@@ -28,18 +29,23 @@ class _ReplyWindow(Receiver):
 
     # Replies to requests made with a key come sealed; each is checked here with its own key.
     _pass_sealed = True
+    # Replies are plain WM_COPYDATA: batch, part and section frames are not taken apart here.
+    _takes_frames = False
 
     def __init__(self) -> None:
         self._waiting: dict[int, _Waiting] = {}
         self._waiting_lock = threading.Lock()
-        self._request_ids = itertools.count(1)
         super().__init__(on_message=lambda message: None)
 
-    def expect(self, allow_pickle: bool, key: bytes | None) -> tuple[int, concurrent.futures.Future]:
+    def expect(self, target: int, allow_pickle: bool, key: bytes | None) -> tuple[int, concurrent.futures.Future]:
+        """A new request to ``target``: its id, unguessable (only the target learns it, so only
+        the target can reply to it), and the future its reply completes."""
         reply: concurrent.futures.Future = concurrent.futures.Future()
         with self._waiting_lock:
-            request_id = next(self._request_ids)
-            self._waiting[request_id] = _Waiting(reply, allow_pickle, key)
+            request_id = secrets.randbits(64) | 1
+            while request_id in self._waiting:
+                request_id = secrets.randbits(64) | 1
+            self._waiting[request_id] = _Waiting(reply, allow_pickle, key, target)
         return request_id, reply
 
     def forget(self, request_id: int) -> None:
@@ -52,19 +58,23 @@ class _ReplyWindow(Receiver):
             waiting = self._waiting.get(envelope.request_id)
         return envelope.kind == _envelope.REPLY and waiting is not None and waiting.allow_pickle
 
-    def _authentic(self, tag: int, payload: bytes) -> bytes | None:
-        """The reply in ``payload``, unsealed if it must be: None if it is not authentic."""
+    def _authentic(self, tag: int, payload: bytes, sender: int) -> bytes | None:
+        """The reply in ``payload``, unsealed if it must be: None if it is not authentic (it
+        names no waiting request, comes from another window than the request went to, or is not
+        sealed with the request's key)."""
         sealed = _seal.is_sealed(payload)
         envelope = _envelope.unwrap(payload[_seal.HEADER_SIZE:] if sealed else payload)
         with self._waiting_lock:
             waiting = self._waiting.get(envelope.request_id) if envelope is not None else None
-        key = waiting.key if waiting is not None else None
+        if waiting is None or waiting.target != sender:
+            return None
+        key = waiting.key
         if key is None:
             return None if sealed else payload
         return _seal.unseal(key, payload, self._hwnd, tag) if sealed else None
 
     def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
-        authentic = self._authentic(tag, bytes(payload))  # a reply window always copies: bytes already
+        authentic = self._authentic(tag, bytes(payload), sender)  # a reply window always copies: bytes already
         if authentic is None:
             self._count("stray_replies")
             return 0
@@ -116,8 +126,8 @@ def reply_window() -> _ReplyWindow:
         return _reply_window
 
 
-def _prepare(data: Any, codec: _codecs.CodecSpec, allow_pickle: bool,
-             key: bytes | None) -> tuple[_ReplyWindow, int, concurrent.futures.Future, bytes]:
+def _prepare(target: Target, data: Any, codec: _codecs.CodecSpec, allow_pickle: bool,
+             key: bytes | None) -> tuple[int, _ReplyWindow, int, concurrent.futures.Future, bytes]:
     resolved = _codecs.resolve(codec)
     if isinstance(resolved, _codecs.PickleCodec) and not allow_pickle:
         raise ValueError("codec='pickle' needs allow_pickle=True: the reply would be unpickled, "
@@ -126,9 +136,11 @@ def _prepare(data: Any, codec: _codecs.CodecSpec, allow_pickle: bool,
     body = resolved.encode(data)
     if isinstance(body, (bytearray, memoryview)):
         body = bytes(body)
+    hwnd = resolve(target)
     window = reply_window()
-    request_id, reply = window.expect(allow_pickle, key)
-    return window, request_id, reply, _envelope.wrap(body, _codecs.codec_id(resolved), _envelope.REQUEST, request_id)
+    request_id, reply = window.expect(hwnd, allow_pickle, key)
+    return hwnd, window, request_id, reply, _envelope.wrap(body, _codecs.codec_id(resolved), _envelope.REQUEST,
+                                                           request_id)
 
 
 def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec = "bytes",
@@ -145,10 +157,10 @@ def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec
     Raises what :func:`send` raises, :class:`RequestTimeout` when no reply came in time,
     and :class:`RequestFailed` when the receiver's callback raised.
     """
-    window, request_id, reply, payload = _prepare(data, codec, allow_pickle, key)
+    hwnd, window, request_id, reply, payload = _prepare(target, data, codec, allow_pickle, key)
     try:
         started = time.monotonic()
-        send(target, payload, tag=tag, timeout=timeout, sender=window.hwnd, key=key)
+        send(hwnd, payload, tag=tag, timeout=timeout, sender=window.hwnd, key=key)
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         try:
             return reply.result(remaining)
@@ -163,10 +175,10 @@ async def arequest(target: Target, data: Any, *, tag: int = 0, codec: _codecs.Co
                    key: bytes | None = None) -> Message:
     """:func:`request` for asyncio; cancelling it forgets the request (a late reply is dropped)."""
     loop = asyncio.get_running_loop()
-    window, request_id, reply, payload = _prepare(data, codec, allow_pickle, key)
+    hwnd, window, request_id, reply, payload = _prepare(target, data, codec, allow_pickle, key)
     try:
         started = time.monotonic()
-        await loop.run_in_executor(None, lambda: send(target, payload, tag=tag, timeout=timeout,
+        await loop.run_in_executor(None, lambda: send(hwnd, payload, tag=tag, timeout=timeout,
                                                       sender=window.hwnd, key=key))
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
         try:

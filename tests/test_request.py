@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import pickle
+import random
 import threading
 import time
 
 import pytest
 
 import copydata
+from frames import wait_for
 
 
 def test_request_to_another_process_returns_its_reply(start_peer, unique_name):
@@ -135,3 +139,70 @@ def test_queue_mode_reply_raises_the_codec_error_and_may_reply_again():
         receiver.reply(message, "forty-two")
         thread.join(10)
         assert result[0].data == "forty-two"
+
+
+def test_forged_pickled_replies_never_reach_a_request_that_allows_pickle(start_peer, tmp_path):
+    """While a request with allow_pickle=True waits, another process sprays its reply window
+    with pickled replies under every likely request id, claiming to come from the target: none
+    is taken, so no code of theirs runs, and the genuine reply still arrives."""
+    from copydata import _envelope, _request
+    from peer import Evil
+
+    ran = tmp_path / "forged-reply-ran"
+    target = start_peer("serve", "--sync-sleep", "2", "--allow-pickle")
+    hwnd = target.wait_ready()
+    window = _request.reply_window()
+    result: list = []
+    requester = threading.Thread(target=lambda: result.append(
+        copydata.request(hwnd, {"question": 1}, codec="pickle", allow_pickle=True, timeout=20)))
+    requester.start()
+    assert target.read(timeout=10)["request"]  # the request waits for its reply now
+    evil = pickle.dumps(Evil(str(ran)))
+    ids = [*range(1, 65), *(random.getrandbits(64) | 1 for _ in range(16))]
+    strays = window.stats.stray_replies
+    forger = start_peer("send-raw", str(window.hwnd), "--sender", str(hwnd),
+                        *(_envelope.wrap(evil, 4, _envelope.REPLY, request_id).hex() for request_id in ids))
+    assert [forger.read()["result"] for _ in ids] == [1] * len(ids)  # queued: they reach the reply window
+    wait_for(lambda: window.stats.stray_replies == strays + len(ids))  # ... which takes none of them
+    requester.join(30)
+    assert result and result[0].data == {"echo": {"question": 1}}
+    assert not ran.exists(), "a forged pickled reply was unpickled"
+    target.finish()
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["queue", "sync"])
+def test_forged_requests_naming_a_hung_window_do_not_hold_up_delivery(start_peer, sync):
+    """Each request's reply goes to the window it names; three naming a window that never answers
+    held every message behind them for the reply timeout (5 s) each."""
+    from copydata import _envelope
+
+    hung = start_peer("hang").wait_ready()
+    delivered: dict[bytes, float] = {}
+    with copydata.Receiver(on_message=lambda message: delivered.setdefault(message.data, time.monotonic()),
+                           sync=sync, reply_timeout=5) as receiver:
+        forged = [_envelope.wrap(b"?", 0, _envelope.REQUEST, n).hex() for n in (11, 12, 13)]
+        started = time.monotonic()
+        forger = start_peer("send-raw", str(receiver.hwnd), "--sender", str(hung), *forged, b"legit".hex())
+        assert [forger.read(timeout=30) for _ in range(4)] == [{"result": 1}] * 4
+        deadline = time.monotonic() + 10
+        while b"legit" not in delivered and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert delivered.get(b"legit", deadline) - started < 3, "the legitimate message waited for the forged replies"
+
+
+def test_replies_that_fail_warn_at_most_once_a_second(start_peer, caplog):
+    """Any process can send requests whose replies fail (to window 0, say): the warnings they
+    cause are throttled, one a second, as documented."""
+    from copydata import _envelope
+
+    with copydata.Receiver(on_message=lambda message: None) as receiver:
+        forged = [_envelope.wrap(b"?", 0, _envelope.REQUEST, n).hex() for n in range(1, 201)]
+        with caplog.at_level(logging.WARNING, logger="copydata"):
+            started = time.monotonic()
+            forger = start_peer("send-raw", str(receiver.hwnd), *forged)
+            assert [forger.read(timeout=30)["result"] for _ in forged] == [1] * len(forged)
+            time.sleep(0.5)
+            elapsed = time.monotonic() - started
+    warnings = [record for record in caplog.records if record.name == "copydata"]
+    assert len(warnings) <= 1 + elapsed, f"{len(warnings)} warnings in {elapsed:.1f} s"
+    assert warnings, "a failed reply says so"

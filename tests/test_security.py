@@ -200,10 +200,10 @@ def test_a_reply_not_sealed_with_the_requests_key_is_not_taken():
 
     def answer(message: copydata.Message) -> int:
         forged = _envelope.wrap(b"forged", 0, _envelope.REPLY, message.request_id)  # type: ignore[arg-type]
-        copydata.send(message.sender, forged, tag=message.tag)
+        copydata.send(message.sender, forged, tag=message.tag, sender=receiver)
         copydata.send(message.sender, sealer.seal(_envelope.wrap(b"genuine", 0, _envelope.REPLY,
                                                                  message.request_id),  # type: ignore[arg-type]
-                                                  message.sender, message.tag), tag=message.tag)
+                                                  message.sender, message.tag), tag=message.tag, sender=receiver)
         return 1
 
     with copydata.Receiver(key=KEY, on_message=answer, sync=True) as receiver:
