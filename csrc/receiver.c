@@ -11,15 +11,22 @@
 
 #include "copydata.h"
 
-/* A message arriving in parts: allocated whole at its first part, queued at its last. */
+/* A message arriving in parts: its memory grows as its parts arrive (what it claims to be is
+ * only a bound), and it is queued at its last part. */
 typedef struct cd_transfer {
     struct cd_transfer *next;
     uint64_t sender;
     uint64_t transfer_id;
+    uint64_t total;        /* the size its first part announced */
     uint64_t received;
+    size_t reserved;       /* the bytes its message can hold now: what it counts against the budget */
     ULONGLONG last_part_ms;
     cd_message *message;
 } cd_transfer;
+/* The first block of a split message, and how long a transfer may wait for its next part before
+ * another one that needs its room or its slot takes them (a Sender sends parts back to back). */
+#define TRANSFER_FIRST_BLOCK ((size_t)64 << 10)
+#define TRANSFER_IDLE_MS 1000
 
 /* What the window procedure knows of a WM_COPYDATA before it trusts any of its bytes. */
 typedef struct arrival {
@@ -554,10 +561,10 @@ static void unlink_transfer(cd_receiver *r, cd_transfer **link, int dropped)
 
     *link = t->next;
     r->transfer_count--;
-    r->transfer_bytes -= t->message->size;
+    r->transfer_bytes -= t->reserved;
     AcquireSRWLockExclusive(&r->lock);
     r->stats.assembling_messages--;
-    r->stats.assembling_bytes -= t->message->size;
+    r->stats.assembling_bytes -= t->reserved;
     if (dropped) {
         arrival a;
         a.tag = t->message->tag;
@@ -599,6 +606,83 @@ static cd_transfer **find_transfer(cd_receiver *r, uint64_t sender, uint64_t tra
     return link;
 }
 
+/* Makes room for bytes more of split messages (and, with a_slot, for one more of them) by
+ * dropping those that have waited TRANSFER_IDLE_MS or more for their next part, the longest
+ * waiting first, but never keep: a transfer holds its room only while its parts keep coming.
+ * Whether the room is there now. */
+static int make_transfer_room(cd_receiver *r, size_t bytes, int a_slot, const cd_transfer *keep, ULONGLONG now)
+{
+    while ((a_slot && r->transfer_count >= CD_MAX_TRANSFERS)
+           || bytes > r->config.max_queue_bytes - r->transfer_bytes) {
+        cd_transfer **link, **stalest = NULL;
+        for (link = &r->transfers; *link; link = &(*link)->next)
+            if (*link != keep && now - (*link)->last_part_ms >= TRANSFER_IDLE_MS
+                && (stalest == NULL || (*link)->last_part_ms < (*stalest)->last_part_ms))
+                stalest = link;
+        if (stalest == NULL)
+            return 0;
+        drop_transfer(r, stalest);
+    }
+    return 1;
+}
+
+/* Grows a transfer's message to hold at least needed bytes, doubling up to its total, within the
+ * budget; the bytes received so far move along. */
+static int reserve_transfer(cd_receiver *r, cd_transfer *t, size_t needed, ULONGLONG now)
+{
+    size_t reserved = t->reserved ? t->reserved : TRANSFER_FIRST_BLOCK;
+    cd_message *grown;
+
+    if (needed <= t->reserved)
+        return 1;
+    while (reserved < needed)
+        reserved = reserved > SIZE_MAX / 2 ? needed : reserved * 2;
+    if (reserved > t->total)
+        reserved = (size_t)t->total;
+    if (!make_transfer_room(r, reserved - t->reserved, 0, t, now))
+        return 0;
+    grown = new_large_message(r, t->message ? t->message->tag : 0, t->sender, reserved,
+                              t->message ? t->message->codec_id : CD_NO_CODEC);
+    if (grown == NULL)
+        return 0;
+    if (t->message != NULL) {
+        memcpy((char *)grown->data, t->message->data, (size_t)t->received);
+        release_message(t->message);
+    }
+    t->message = grown;
+    r->transfer_bytes += reserved - t->reserved;
+    AcquireSRWLockExclusive(&r->lock);
+    r->stats.assembling_bytes += reserved - t->reserved;
+    ReleaseSRWLockExclusive(&r->lock);
+    t->reserved = reserved;
+    return 1;
+}
+
+/* A split message's first part: a new transfer, with a slot and its first block. */
+static cd_transfer *begin_transfer(cd_receiver *r, const arrival *a, const cd_part *part, ULONGLONG now)
+{
+    cd_transfer *t;
+
+    if (!make_transfer_room(r, 0, 1, NULL, now) || (t = (cd_transfer *)calloc(1, sizeof *t)) == NULL)
+        return NULL;
+    t->sender = a->sender;
+    t->transfer_id = part->transfer_id;
+    t->total = part->total;
+    t->last_part_ms = now;
+    t->message = new_large_message(r, a->tag, a->sender, 0, part->codec_id);
+    if (t->message == NULL) {
+        free(t);
+        return NULL;
+    }
+    t->next = r->transfers;
+    r->transfers = t;
+    r->transfer_count++;
+    AcquireSRWLockExclusive(&r->lock);
+    r->stats.assembling_messages++;
+    ReleaseSRWLockExclusive(&r->lock);
+    return t;
+}
+
 /* One part of a split message (already checked by cd_part_check). Parts come in order; the
  * message is queued when its last part arrives, or refused then, whole, until it fits. */
 static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part, int in_section)
@@ -614,42 +698,32 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
             drop_transfer(r, link); /* begun again: the earlier attempt can never complete */
         if (part->total > r->config.max_transfer_size)  /* (and so above no max_queue_bytes) */
             return refuse_never_fits(r, a);
-        if (r->transfer_count >= CD_MAX_TRANSFERS || part->total > r->config.max_queue_bytes - r->transfer_bytes)
+        if ((t = begin_transfer(r, a, part, now)) == NULL)
             return refuse(r, CD_REASON_QUEUE_FULL, a);
-        t = (cd_transfer *)calloc(1, sizeof *t);
-        if (t == NULL || (t->message = new_large_message(r, a->tag, a->sender, (size_t)part->total, part->codec_id)) == NULL) {
-            free(t);
-            return refuse(r, CD_REASON_QUEUE_FULL, a);
-        }
-        t->sender = a->sender;
-        t->transfer_id = part->transfer_id;
-        t->next = r->transfers;
-        r->transfers = t;
-        r->transfer_count++;
-        r->transfer_bytes += (size_t)part->total;
-        AcquireSRWLockExclusive(&r->lock);
-        r->stats.assembling_messages++;
-        r->stats.assembling_bytes += part->total;
-        ReleaseSRWLockExclusive(&r->lock);
         link = &r->transfers;
     } else {
         t = *link;
-        if (t == NULL || part->offset != t->received || part->total != t->message->size
+        if (t == NULL || part->offset != t->received || part->total != t->total
             || part->codec_id != t->message->codec_id || a->tag != t->message->tag) {
             if (t)
                 drop_transfer(r, link);
             return refuse(r, CD_REASON_MALFORMED, a);
         }
     }
-    t = *link;
-    complete = t->received + part->length == t->message->size;
-    if (complete && !make_room(r, 1, t->message->size, a))
+    if (!reserve_transfer(r, t, (size_t)(t->received + part->length), now)) {
+        if (t->received == 0)
+            drop_transfer(r, link);  /* nothing of it arrived: no room held for it */
+        return refuse(r, CD_REASON_QUEUE_FULL, a);  /* the sender offers this part again */
+    }
+    complete = t->received + part->length == t->total;
+    if (complete && !make_room(r, 1, (size_t)t->total, a))
         return FALSE; /* the sender offers this last part again */
     answer_before_copying(in_section, TRUE);
     memcpy((char *)t->message->data + part->offset, part->data, part->length);
     t->received += part->length;
     t->last_part_ms = now;
     if (complete) {
+        t->message->size = (size_t)t->total;
         unlink_transfer(r, link, 0);
         append_all(r, t->message);
         free(t);

@@ -6,6 +6,7 @@ import hashlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,8 @@ def test_a_sender_that_dies_mid_transfer_leaves_nothing_behind(tmp_path):
         result = subprocess.run([sys.executable, str(script), str(receiver.hwnd)],
                                 capture_output=True, text=True, timeout=60)
         assert result.stdout.strip() == "1", result.stderr
-        assert (receiver.stats.assembling_messages, receiver.stats.assembling_bytes) == (1, 3000000)
+        # Memory is held as parts arrive (1,000,000 bytes came: 1 MiB held), not as they claim.
+        assert (receiver.stats.assembling_messages, receiver.stats.assembling_bytes) == (1, 1 << 20)
         wait_for(lambda: receiver.stats.dropped_incomplete == 1)  # swept once the part is late
         stats = receiver.stats
         assert (stats.assembling_messages, stats.assembling_bytes) == (0, 0)
@@ -133,3 +135,43 @@ def test_a_raw_receiver_sees_part_frames_as_they_are():
         frame = part(3, 10, 0, bytes(10))
         copydata.send(receiver, frame)
         assert receiver.recv(timeout=5).data == frame
+
+
+DRIPPER = """
+import sys, time, copydata
+sys.path.insert(0, sys.argv[3])
+from frames import part
+target, transfers = int(sys.argv[1]), int(sys.argv[2])
+total = (64 << 20) if transfers == 1 else 1 << 20
+for transfer in range(1, transfers + 1):  # each claims its total, and brings one byte
+    copydata.send(target, part(transfer, total, 0, b"x"))
+print("holding", flush=True)
+for offset in range(1, 5):  # a byte more to each, every 3 s: each lives on, well within part_timeout
+    time.sleep(3)
+    for transfer in range(1, transfers + 1):
+        copydata.send(target, part(transfer, total, offset, b"x"), check=False)
+"""
+
+
+@pytest.mark.parametrize("transfers", [1, 64], ids=["one-claiming-64-MiB", "every-slot"])
+def test_split_messages_that_barely_move_do_not_starve_the_others(start_peer, tmp_path, transfers):
+    """A first part that claims 64 MiB (or first parts in every one of the 64 slots), kept alive
+    with a byte every few seconds: the receiver holds memory only for what arrived, and a
+    transfer that waits a second for its next part gives way to one whose parts keep coming."""
+    script = tmp_path / "dripper.py"
+    script.write_text(DRIPPER)
+    with copydata.Receiver() as receiver:
+        dripper = subprocess.Popen([sys.executable, str(script), str(receiver.hwnd), str(transfers),
+                                    str(Path(__file__).parent)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert dripper.stdout.readline().strip() == "holding"
+            assert receiver.stats.assembling_messages == transfers
+            started = time.monotonic()
+            honest = start_peer("stream", str(receiver.hwnd), "9:1048576:9", "--no-shm", "--chunk-size", "262144")
+            message = receiver.recv(timeout=30)
+            assert (message.tag, message.data) == (9, payload(1 << 20, 9))
+            assert time.monotonic() - started < 5, "the honest split message waited on the dripping ones"
+            assert honest.read(timeout=30) == {"sent": 1}
+        finally:
+            dripper.kill()
+            dripper.wait(timeout=30)
