@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 from typing import Any, Sequence
 
@@ -39,13 +40,32 @@ def codec_for(name: str, terminate: bool = False) -> _codecs.Codec:
     return _codecs.Utf16Codec(terminate=True) if name == "utf-16" and terminate else _codecs.resolve(name)
 
 
+# What a terminal may act on rather than show: control characters (C0, DEL, C1: escape sequences,
+# carriage returns), format characters (bidirectional overrides, zero-width ones), line and
+# paragraph separators, and lone surrogates. Any sender chooses the text a listener prints.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                          "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
+def _escape(character: re.Match) -> str:
+    code = ord(character.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on written as an escape: one message
+    is one line, and a sender can neither move the cursor nor fake lines."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
 def message_as_json(message: Message) -> str:
     record: dict[str, Any] = {"tag": message.tag, "sender": message.sender, "codec": message.codec}
     if isinstance(message.data, bytes):
         record["data_base64"] = base64.b64encode(message.data).decode("ascii")
     else:
         record["data"] = message.data
-    return json.dumps(record, ensure_ascii=False)
+    # json escapes C0 characters itself; the rest become \\u escapes, which JSON reads back.
+    return _UNPRINTABLE.sub(lambda character: f"\\u{ord(character.group()):04x}", json.dumps(record, ensure_ascii=False))
 
 
 def message_as_text(message: Message) -> str:
@@ -53,10 +73,10 @@ def message_as_text(message: Message) -> str:
     if isinstance(data, bytes):
         shown = repr(data[:200]) + (f"... ({len(data)} bytes)" if len(data) > 200 else "")
     elif isinstance(data, str):
-        shown = data
+        shown = printable(data)
     else:
-        shown = json.dumps(data, ensure_ascii=False)
-    return f"tag={message.tag} sender={message.sender:#x} codec={message.codec}: {shown}"
+        shown = printable(json.dumps(data, ensure_ascii=False))
+    return f"tag={message.tag} sender={message.sender:#x} codec={printable(message.codec)}: {shown}"
 
 
 def read_key(path: str | None) -> bytes | None:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import unicodedata
 
 import pytest
 
@@ -160,3 +161,25 @@ def test_demo_runs_end_to_end():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all 350 messages" in result.stdout
     assert "300/300" in result.stdout and "50/50" in result.stdout
+
+
+TERMINAL_TRICKS = "ok\x1b[2J\x1b]0;owned\x07\rfake line\nline two\u202eevil\x9b31m\x7f"
+
+
+@pytest.mark.parametrize("mode", ["text", "json-lines"])
+def test_listen_escapes_what_a_terminal_would_act_on(unique_name, mode):
+    """Any sender chooses the text a listener prints: escape sequences, carriage returns, line
+    breaks, bidirectional overrides and C1 controls arrive escaped, one message a line."""
+    listener = start_listener(unique_name, "--count", "1", "--codec", "text",
+                              *(["--json-lines"] if mode == "json-lines" else []))
+    try:
+        copydata.send(unique_name, TERMINAL_TRICKS, codec="text")
+        out, _ = listener.communicate(timeout=60)
+    finally:
+        listener.kill()
+    assert out.count("\n") == 1
+    assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in out[:-1]), repr(out)
+    if mode == "json-lines":
+        assert json.loads(out)["data"] == TERMINAL_TRICKS  # still exactly what was sent
+    else:
+        assert out.endswith(r"ok\x1b[2J\x1b]0;owned\x07\x0dfake line\x0aline two\u202eevil\x9b31m\x7f" + "\n")
