@@ -142,7 +142,7 @@ def test_announcements_are_checked_as_descriptors_are_and_forged_posts_do_nothin
             again = descriptor(name, SECOND, FRAME_SIZE, request_id=2, release_offset=RELEASE + 8,
                                ring_offset=RING_OFFSET)
             assert copydata.send(receiver, again) == lib.CD_ANSWER_LEASED_RING
-            write_section(name, 0, batch_frame((3, payload(MiB, 3))))
+            write_section(name, FIRST, batch_frame((3, payload(MiB, 3))))
             announce(name, 3, FIRST, FRAME_SIZE, RELEASE)
             post(receiver, ring_id, 3)
             wait_for(lambda: answer_word(name, RING_OFFSET) == (3, lib.CD_ANSWER_LEASED_RING), timeout=5)
@@ -183,7 +183,7 @@ def test_a_receiver_with_a_key_or_in_sync_mode_arms_no_ring(unique_name, mode):
 def test_waiting_for_an_answer_that_never_comes_ends_in_a_typed_error_in_time():
     """A frame announced to a window that never answers (here, a receiver that knows no such
     ring): SendTimeout after the Sender's timeout; to a window that is gone, TargetNotFound."""
-    block = ffi.new("uint64_t[6]")
+    block = ffi.new("cd_ring_block *")
     with copydata.Receiver() as receiver:
         sender = copydata.Sender(receiver, timeout=0.5)
         sender._ring, sender._announced = block, (5, 0, 100, 1)
@@ -213,7 +213,7 @@ def test_a_ring_id_rewritten_by_its_sender_moves_the_ring_and_the_old_id_is_forg
             announce(name, 2, SECOND, FRAME_SIZE, RELEASE + 8)
             post(receiver, old_id, 2)
             wait_for(lambda: answer_word(name, RING_OFFSET) == (2, lib.CD_ANSWER_LEASED_RING), timeout=5)
-            write_section(name, 0, batch_frame((3, payload(MiB, 3))))
+            write_section(name, FIRST, batch_frame((3, payload(MiB, 3))))
             announce(name, 3, FIRST, FRAME_SIZE, RELEASE)
             post(receiver, old_id, 3)  # forgotten
             time.sleep(0.3)
