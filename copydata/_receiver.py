@@ -31,7 +31,7 @@ DEFAULT_REPLY_TIMEOUT = 5.0
 # recv() waits in slices so that Ctrl-C reaches a main thread blocked in it, and so that an
 # arecv() cancelled by asyncio stops waiting soon.
 _WAIT_SLICE_MS = 100
-# Warnings about refused messages: at most one a second per receiver, whatever a sender does.
+# Warnings another process can cause: at most one a second of each kind per receiver, whatever it does.
 _WARNING_INTERVAL = 1.0
 
 
@@ -283,13 +283,14 @@ class Receiver:
         self._pushed_back: collections.deque[Message] = collections.deque()
         self._counts: collections.Counter[str] = collections.Counter()
         self._pump_errors_seen = 0
-        self._last_warning = 0.0
+        self._warned: dict[str, tuple[float, int]] = {}  # per kind of warning: when last logged, how many held back since
         self._registrations: list[object] = []
         self._dispatcher: threading.Thread | None = None
         self._key = key
         self._on_error = on_error
         self._error_reporter: threading.Thread | None = None
-        self._replier = _replies.Replier(self._send_reply_now, self._warn, "copydata-replies")
+        self._replier = _replies.Replier(self._send_reply_now, functools.partial(self._warn, "reply"),
+                                         "copydata-replies")
 
         key_buffer = ffi.from_buffer(key) if key is not None else ffi.NULL
         config = ffi.new("cd_receiver_config *", {
@@ -417,8 +418,8 @@ class Receiver:
         except Exception:
             self._count("undecodable")
             self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(payload))
-            self._warn(f"could not decode a message (tag={tag}, {len(payload)} bytes); it is dropped",
-                       exc_info=True)
+            self._warn("undecodable", f"could not decode a message (tag={tag}, {len(payload)} bytes); it is "
+                                      f"dropped", exc_info=True)
             return None
 
     def _pickle_allowed(self, envelope: _envelope.Envelope) -> bool:
@@ -432,7 +433,7 @@ class Receiver:
         if codec_id == _codecs.PickleCodec.codec_id and not self._pickle_allowed(envelope):
             self._count("refused_pickle")
             self._report(lib.CD_REASON_PICKLE, tag, sender, len(body))
-            self._warn(f"refused a pickled message (tag={tag}, {len(body)} bytes, sender {sender:#x}): "
+            self._warn("pickle", f"refused a pickled message (tag={tag}, {len(body)} bytes, sender {sender:#x}): "
                        f"this receiver was not created with allow_pickle=True")
             if kind == _envelope.REQUEST:
                 self._send_reply(Message(tag, None, sender, "pickle", request),
@@ -451,7 +452,7 @@ class Receiver:
         except Exception as error:
             self._count("undecodable")
             self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(body))
-            self._warn(f"could not decode a message (tag={tag}, {len(body)} bytes) with the "
+            self._warn("undecodable", f"could not decode a message (tag={tag}, {len(body)} bytes) with the "
                        f"{_codecs.name_of(codec)} codec ({error}); it is delivered as bytes")
             return Message(tag, body, sender, "bytes", request_id)
 
@@ -477,18 +478,19 @@ class Receiver:
                 except Exception:
                     logger.exception("on_error raised on %s; reporting goes on", refusal)
 
-    def _warn(self, text: str, exc_info: bool = False) -> None:
-        """Logs a warning, at most one a second: other processes can make a receiver warn (a
-        message it cannot decode, a request whose reply window is gone), as often as they like."""
+    def _warn(self, kind: str, text: str, *, level: int = logging.WARNING, exc_info: bool = False) -> None:
+        """Logs ``text``, at most once a second for each ``kind`` of trouble: other processes can
+        make a receiver warn (a message it cannot decode, a request whose reply window is gone),
+        as often as they like. What was held back is counted in the next line of its kind."""
         now = time.monotonic()
         with self._state_lock:
-            if now - self._last_warning < _WARNING_INTERVAL:
-                self._counts["warnings_suppressed"] += 1
+            last, suppressed = self._warned.get(kind, (-_WARNING_INTERVAL, 0))
+            if now - last < _WARNING_INTERVAL:
+                self._warned[kind] = (last, suppressed + 1)
                 return
-            suppressed = self._counts.pop("warnings_suppressed", 0)
-            self._last_warning = now
-        more = f" ({suppressed} similar warnings suppressed)" if suppressed else ""
-        logger.warning("receiver %#x %s%s", self._hwnd, text, more, exc_info=exc_info)
+            self._warned[kind] = (now, 0)
+        more = f" ({suppressed} more like it held back)" if suppressed else ""
+        logger.log(level, "receiver %#x %s%s", self._hwnd, text, more, exc_info=exc_info)
 
     def _route_reply(self, kind: int, message: Message) -> int:
         """A reply arrived; only the window of copydata.request expects any."""
@@ -515,8 +517,8 @@ class Receiver:
         try:
             payload = self._reply_payload(request, value, failed)
         except Exception as error:
-            self._warn(f"could not encode its reply to request {request.request_id} from {request.sender:#x}: "
-                       f"{error}")
+            self._warn("reply", f"could not encode its reply to request {request.request_id} from "
+                                f"{request.sender:#x}: {error}")
             payload = self._reply_payload(
                 request, f"the reply could not be encoded: {type(error).__name__}: {error}", failed=True)
         self._deliver_reply(request, payload)
@@ -733,8 +735,8 @@ class Receiver:
         try:
             value = self._on_message(message)  # type: ignore[misc]
         except Exception as error:
-            self._warn(f"on_message raised on message tag={message.tag} from {message.sender:#x}; delivery goes on",
-                       exc_info=True)
+            self._warn("on_message", f"on_message raised on message tag={message.tag} from {message.sender:#x}; "
+                                     f"delivery goes on", level=logging.ERROR, exc_info=True)
             if kind == _envelope.REQUEST:
                 self._send_reply(message, f"{type(error).__name__}: {error}", failed=True)
             return 0
@@ -754,7 +756,8 @@ class Receiver:
                 result = self._process(native.tag, ffi.unpack(native.data, native.size), native.sender,
                                        native.codec_id)
         except Exception:
-            self._warn("on_message's answer is not an LRESULT; the sender is answered 0", exc_info=True)
+            self._warn("answer", "on_message's answer is not an LRESULT; the sender is answered 0", level=logging.ERROR,
+                       exc_info=True)
         finally:
             lib.cd_receiver_reply(self._handle, native, result)
 
@@ -789,7 +792,8 @@ class Receiver:
         stats = ffi.new("cd_stats *")
         lib.cd_receiver_stats(self._handle, stats)
         if stats.pump_errors != self._pump_errors_seen:
-            self._warn(f"saw GetMessageW fail {stats.pump_errors - self._pump_errors_seen} time(s); its window goes on")
+            self._warn("pump", f"saw GetMessageW fail {stats.pump_errors - self._pump_errors_seen} time(s); its "
+                               f"window goes on")
             self._pump_errors_seen = stats.pump_errors
 
     # --- closing ------------------------------------------------------------------------

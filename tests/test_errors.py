@@ -101,13 +101,16 @@ def test_exception_in_on_message_is_logged_and_delivery_goes_on(caplog):
             done.set()
 
     with caplog.at_level(logging.ERROR, logger="copydata"):
+        started = time.monotonic()
         with copydata.Receiver(on_message=on_message) as receiver:
             for tag in range(9):
                 copydata.send(receiver, b"m", tag=tag)
             assert done.wait(10)
+        elapsed = time.monotonic() - started
     assert delivered == [0, 2, 4, 6, 8]
     errors = [record for record in caplog.records if record.name == "copydata"]
-    assert len(errors) == 4
+    # Logged with its traceback, at most once a second: any sender can make a callback raise.
+    assert 1 <= len(errors) <= min(4, 1 + elapsed)
     assert all(record.exc_info and isinstance(record.exc_info[1], RuntimeError) for record in errors)
 
 
