@@ -12,7 +12,7 @@
 
 #include "copydata.h"
 
-static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 255};
+static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 5, 255};
 
 static int envelope_kind(const unsigned char *data, size_t size)
 {
