@@ -31,12 +31,20 @@ from ._receiver import Receiver
 
 _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
 _user32 = ctypes.WinDLL("user32", use_last_error=True)
+_ntdll = ctypes.WinDLL("ntdll")
 
 _HANDLE = ctypes.wintypes.HANDLE
 _INVALID_HANDLE_VALUE = _HANDLE(-1)
 _PAGE_READWRITE = 0x04
 _FILE_MAP_READ = 0x0004
 _FILE_MAP_WRITE = 0x0002
+_SECTION_QUERY = 0x0001
+_SECTION_BASIC_INFORMATION = 0
+
+
+class _SectionBasicInformation(ctypes.Structure):
+    _fields_ = [("BaseAddress", ctypes.c_void_p), ("Attributes", ctypes.c_ulong), ("Size", ctypes.c_longlong)]
+
 
 _kernel32.OpenFileMappingW.argtypes = [ctypes.wintypes.DWORD, ctypes.wintypes.BOOL, ctypes.wintypes.LPCWSTR]
 _kernel32.OpenFileMappingW.restype = _HANDLE
@@ -49,6 +57,8 @@ _kernel32.MapViewOfFile.restype = ctypes.c_void_p
 _kernel32.UnmapViewOfFile.argtypes = [ctypes.c_void_p]
 _kernel32.CloseHandle.argtypes = [_HANDLE]
 _user32.IsWindow.argtypes = [ctypes.wintypes.HWND]
+_ntdll.NtQuerySection.argtypes = [_HANDLE, ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p]
+_ntdll.NtQuerySection.restype = ctypes.c_long
 
 _WIDTHS = {4: ctypes.c_uint32, 8: ctypes.c_uint64}
 
@@ -66,6 +76,15 @@ def _is_window(hwnd: int) -> bool:
     return hwnd != 0 and bool(_user32.IsWindow(hwnd))
 
 
+def _section_size(mapping: Any) -> Optional[int]:
+    """The size the mapping was created with. Windows refuses a view larger than that, but Wine
+    maps whole pages, so a short section is recognised by its size."""
+    info = _SectionBasicInformation()
+    if _ntdll.NtQuerySection(mapping, _SECTION_BASIC_INFORMATION, ctypes.byref(info), ctypes.sizeof(info), None):
+        return None
+    return int(info.Size)
+
+
 def _read(view: int, offset: int, size: int) -> int:
     return int(_WIDTHS[size].from_address(view + offset).value)
 
@@ -80,10 +99,12 @@ def find_published(mapping_name: str, *, offset: int = 0, size: int = 8) -> Opti
     nothing about who it is (README.md, "Talking to .NET programs").
     """
     _check_place(mapping_name, offset, size)
-    mapping = _kernel32.OpenFileMappingW(_FILE_MAP_READ, False, mapping_name)
+    mapping = _kernel32.OpenFileMappingW(_FILE_MAP_READ | _SECTION_QUERY, False, mapping_name)
     if not mapping:
         return None
     try:
+        if (_section_size(mapping) or offset + size) < offset + size:
+            return None
         view = _kernel32.MapViewOfFile(mapping, _FILE_MAP_READ, 0, 0, offset + size)
         if not view:  # the section is smaller than offset + size
             return None
@@ -143,8 +164,9 @@ def publish_handle(mapping_name: str, target: Union[Receiver, int], *, offset: i
     ``offset``. Returns a :class:`HandlePublication`; closing it withdraws the handle.
 
     Raises ``NameInUse`` if the mapping already holds another live window's handle,
-    ``TargetNotFound`` if ``target`` is a closed receiver or not a live window, and ``OSError``
-    if Windows refuses the mapping (a name taken by another kind of object, or one too small).
+    ``TargetNotFound`` if ``target`` is a closed receiver or not a live window, ``ValueError`` if
+    an existing mapping is smaller than ``offset + size``, and ``OSError`` if Windows refuses the
+    mapping (a name taken by another kind of object).
     """
     _check_place(mapping_name, offset, size)
     if isinstance(target, Receiver):
@@ -161,6 +183,10 @@ def publish_handle(mapping_name: str, target: Union[Receiver, int], *, offset: i
                                            mapping_name)
     if not mapping:
         raise ctypes.WinError(ctypes.get_last_error(), f"cannot create or open the mapping {mapping_name!r}")
+    existing = _section_size(mapping)
+    if existing is not None and existing < offset + size:
+        _kernel32.CloseHandle(mapping)
+        raise ValueError(f"the mapping {mapping_name!r} has {existing} bytes, fewer than offset + size ({offset + size})")
     view = _kernel32.MapViewOfFile(mapping, _FILE_MAP_READ | _FILE_MAP_WRITE, 0, 0, offset + size)
     if not view:
         error = ctypes.get_last_error()
