@@ -4,18 +4,20 @@ A stream is a header, records and a MessageEnd record. Objects have ids; a membe
 element is a primitive value, null, a string, an object record written in place, or a reference
 to an object written anywhere else in the stream (often later). So decoding takes two passes:
 
-1. ``_Parser`` reads every record into a table of ids, without building anything that a record
-   names. Each length, count and id is checked against the bytes that remain before it is used,
-   and every slot it allocates is charged to a budget (``max_items``): a 40-byte stream cannot
-   declare a gigabyte. Records written in place nest at most ``max_depth`` deep.
-2. ``_Builder`` walks the table from the root, breadth first, without recursion: it first makes
+1. ``Parser`` (``_nrbf_parser.py``) reads every record into a table of ids, without building
+   anything that a record names. Each length, count and id is checked against the bytes that
+   remain before it is used, and every slot it allocates is charged to a budget (``max_items``):
+   a 40-byte stream cannot declare a gigabyte. Records written in place nest at most 64 deep.
+2. ``_Builder`` (here) walks the table from the root, breadth first, without recursion, at most
+   ``max_depth`` deep, charging what it fills to the same budget: it first makes
    every container it reaches (an empty list, dict or ``DotNetObject``, so that a cycle or a
    shared reference finds the same object), then fills them. Known .NET types become Python
    values (see README.md, "Talking to .NET programs"); any other class becomes a read-only
    ``DotNetObject``. Nothing a stream names is ever imported, instantiated or called.
 
 Every malformed stream raises ``CodecError`` (a ``ValueError``): a receiver counts it as
-undecodable and goes on. The writer is in ``_nrbf_writer.py``.
+undecodable and goes on. The format's numbers and ``DotNetObject`` are in ``_nrbf_format.py``,
+the writer in ``_nrbf_writer.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable, Optional, Union
 from ._errors import CodecError
 from ._nrbf_format import (DEFAULT_MAX_DEPTH, DEFAULT_MAX_OBJECTS, INTEGERS, BinaryType, DotNetObject,
                            PRIMITIVE_NAMES, PrimitiveType, convert_primitive, items_budget)
-from ._nrbf_parser import _Array, _Class, _Instance, _Parser, _Ref
+from ._nrbf_parser import ArrayRecord, ClassInfo, Instance, Parser, Ref
 
 # --- pass 2: the table into Python values ---------------------------------------------------
 
@@ -38,16 +40,17 @@ _BOXED = {f"System.{name}": code for code, name in PRIMITIVE_NAMES.items()
           if code not in (PrimitiveType.DECIMAL, PrimitiveType.TIMESPAN, PrimitiveType.DATETIME)}
 _GUID_TYPES = [PrimitiveType.INT32, PrimitiveType.INT16, PrimitiveType.INT16] + [PrimitiveType.BYTE] * 8
 _GUID = struct.Struct("<ihh8B")
+_LIST_MEMBERS = {"_items", "_size", "_version"}
 
 
-def _shape(cls: _Class) -> dict:
+def _shape(cls: ClassInfo) -> dict:
     """Member name -> primitive type code (or None when the member is not a typed primitive)."""
     types = cls.member_types or [(None, None)] * len(cls.member_names)
     return {name: (info if kind == BinaryType.PRIMITIVE else None)
             for name, (kind, info) in zip(cls.member_names, types)}
 
 
-def _boxed_value(instance: _Instance) -> tuple[bool, Any]:
+def _boxed_value(instance: Instance) -> tuple[bool, Any]:
     """(True, value) when the instance is a value type that Python has: a boxed primitive, an
     enum, Decimal, DateTime, TimeSpan or Guid, written as BinaryFormatter writes them."""
     cls = instance.cls
@@ -84,7 +87,7 @@ def _generic(name: str, prefix: str) -> bool:
 
 
 class _Builder:
-    def __init__(self, parser: _Parser) -> None:
+    def __init__(self, parser: Parser) -> None:
         self.objects = parser.objects
         self.parser = parser
         self.made: dict[int, Any] = {}
@@ -106,11 +109,11 @@ class _Builder:
         return self.made[root_id]
 
     def value(self, item: Any) -> Any:
-        return self.made[item.id] if type(item) is _Ref else item
+        return self.made[item.id] if type(item) is Ref else item
 
     @staticmethod
     def refs(values: Any) -> list:
-        return [item.id for item in values if type(item) is _Ref]
+        return [item.id for item in values if type(item) is Ref]
 
     def make(self, object_id: int) -> list:
         """Makes the object (empty, if it is a container, to be filled once all are made); the
@@ -119,7 +122,7 @@ class _Builder:
         if isinstance(record, str):
             self.made[object_id] = record
             return []
-        if isinstance(record, _Array):
+        if isinstance(record, ArrayRecord):
             if record.primitive and len(record.lengths) == 1:
                 self.made[object_id] = record.values
                 return []
@@ -132,8 +135,8 @@ class _Builder:
             return []
         name, members = record.cls.name, dict(zip(record.cls.member_names, record.values))
         if record.cls.library is None:
-            if _generic(name, "System.Collections.Generic.List`1") and len(members) == 3 \
-                    and self.array(members.get("_items")) is not False and isinstance(members.get("_size"), int):
+            if _generic(name, "System.Collections.Generic.List`1") and set(members) == _LIST_MEMBERS \
+                    and self.array(members["_items"]) is not False and isinstance(members["_size"], int):
                 self.made[object_id] = []
                 self.fills.append((self.fill_list, self.made[object_id], members))
                 return self.refs(members.values())
@@ -155,13 +158,13 @@ class _Builder:
         """The one-dimensional array record ``item`` refers to, None for null, False for anything else."""
         if item is None:
             return None
-        record = self.objects.get(item.id) if type(item) is _Ref else None
-        return record if isinstance(record, _Array) and len(record.lengths) == 1 else False
+        record = self.objects.get(item.id) if type(item) is Ref else None
+        return record if isinstance(record, ArrayRecord) and len(record.lengths) == 1 else False
 
     def charge(self, slots: int, what: str) -> None:
         self.parser.charge(slots, what)
 
-    def fill_array(self, target: list, record: _Array) -> None:
+    def fill_array(self, target: list, record: ArrayRecord) -> None:
         self.charge(len(record.values) + _nested_lists(record.lengths), "an array")
         flat = [self.value(item) for item in record.values] if not record.primitive else record.values
         target.extend(_nest(flat, record.lengths) if len(record.lengths) > 1 else flat)
@@ -181,8 +184,8 @@ class _Builder:
             raise CodecError("a Dictionary<K,V> has no array of KeyValuePairs")
         entries = []
         for item in pairs.values if pairs else ():
-            pair = self.objects.get(item.id) if type(item) is _Ref else None
-            if not isinstance(pair, _Instance) or sorted(pair.cls.member_names) != ["key", "value"]:
+            pair = self.objects.get(item.id) if type(item) is Ref else None
+            if not isinstance(pair, Instance) or sorted(pair.cls.member_names) != ["key", "value"]:
                 raise CodecError("a Dictionary<K,V> holds something other than a KeyValuePair")
             entry = dict(zip(pair.cls.member_names, pair.values))
             entries.append((entry["key"], entry["value"]))
@@ -207,7 +210,7 @@ class _Builder:
             except TypeError:
                 raise CodecError(f"a dictionary key is a {type(key).__name__}, which Python cannot hash") from None
 
-    def fill_object(self, target: DotNetObject, record: _Instance) -> None:
+    def fill_object(self, target: DotNetObject, record: Instance) -> None:
         members = target._members
         for name, item in zip(record.cls.member_names, record.values):
             if name in members:
@@ -240,7 +243,7 @@ def decode(data: Union[bytes, bytearray, memoryview], *, max_depth: int = DEFAUL
     exceeds a bound. See the module's docstring for the bounds."""
     data = bytes(data)
     budget = items_budget(len(data)) if max_items is None else max_items
-    parser = _Parser(data, max_depth, budget, max_objects)
+    parser = Parser(data, max_depth, budget, max_objects)
     try:
         root_id = parser.stream()
         return _Builder(parser).build(root_id)

@@ -86,7 +86,8 @@ class ArrayShape(IntEnum):
 
 
 #: The .NET names of the primitives, for messages.
-PRIMITIVE_NAMES: dict[int, str] = {PrimitiveType.BOOLEAN: "Boolean", PrimitiveType.BYTE: "Byte", PrimitiveType.CHAR: "Char",
+PRIMITIVE_NAMES: dict[int, str] = {
+                   PrimitiveType.BOOLEAN: "Boolean", PrimitiveType.BYTE: "Byte", PrimitiveType.CHAR: "Char",
                    PrimitiveType.DECIMAL: "Decimal", PrimitiveType.DOUBLE: "Double", PrimitiveType.INT16: "Int16",
                    PrimitiveType.INT32: "Int32", PrimitiveType.INT64: "Int64", PrimitiveType.SBYTE: "SByte",
                    PrimitiveType.SINGLE: "Single", PrimitiveType.TIMESPAN: "TimeSpan",

@@ -26,7 +26,7 @@ _MISPLACED: dict[int, str] = {RecordType.OBJECT_NULL_MULTIPLE_256: "a run of nul
               RecordType.METHOD_RETURN: "a remoting method return, which this codec never reads"}
 
 
-class _Ref:
+class Ref:
     """A member or element that is another object of the table (by reference, or written in place)."""
 
     __slots__ = ("id",)
@@ -35,7 +35,7 @@ class _Ref:
         self.id = object_id
 
 
-class _Class:
+class ClassInfo:
     __slots__ = ("name", "library", "member_names", "member_types", "id")
 
     def __init__(self, name: str, library: Optional[str], member_names: list, member_types: Optional[list],
@@ -44,16 +44,16 @@ class _Class:
         self.member_names, self.member_types = member_names, member_types  # types: (binary type, info) or None
 
 
-class _Instance:
+class Instance:
     __slots__ = ("cls", "values")
 
-    def __init__(self, cls: _Class, values: list) -> None:
+    def __init__(self, cls: ClassInfo, values: list) -> None:
         self.cls, self.values = cls, values
 
 
-class _Array:
+class ArrayRecord:
     """An array record. ``values`` is a Python list or bytes (primitive arrays, decoded already)
-    or a list of values and ``_Ref``; ``lengths`` has one entry per dimension."""
+    or a list of values and ``Ref``; ``lengths`` has one entry per dimension."""
 
     __slots__ = ("lengths", "values", "primitive")
 
@@ -61,13 +61,13 @@ class _Array:
         self.lengths, self.values, self.primitive = lengths, values, primitive
 
 
-class _Parser:
+class Parser:
     def __init__(self, data: bytes, max_depth: int, max_items: int, max_objects: int) -> None:
         self.data = data
         self.pos = 0
         self.max_depth, self.items_left, self.max_objects = max_depth, max_items, max_objects
-        self.objects: dict[int, Any] = {}       # id -> str, _Instance or _Array
-        self.classes: dict[int, _Class] = {}    # id of the record that described a class -> it
+        self.objects: dict[int, Any] = {}       # id -> str, Instance or ArrayRecord
+        self.classes: dict[int, ClassInfo] = {}    # id of the record that described a class -> it
         self.libraries: dict[int, str] = {}
         self.references: list[int] = []         # every id a reference names, checked at the end
 
@@ -240,10 +240,10 @@ class _Parser:
             library = None
             if record_type not in SYSTEM_CLASS_RECORDS:
                 library = self.library_name(self.int32("a class's library id"))
-            cls = _Class(name, library, names, types, object_id)
+            cls = ClassInfo(name, library, names, types, object_id)
             self.classes[object_id] = cls
         self.charge(len(cls.member_names), "a class's members")
-        instance = _Instance(cls, [])
+        instance = Instance(cls, [])
         self.register(object_id, instance)
         if cls.member_types is None:
             instance.values = [self.value(depth) for _ in cls.member_names]
@@ -272,10 +272,10 @@ class _Parser:
         for length in lengths:
             total *= length
         if kind == BinaryType.PRIMITIVE:
-            array = _Array(lengths, self.primitive_array(info, total), True)
+            array = ArrayRecord(lengths, self.primitive_array(info, total), True)
             self.register(object_id, array)
         else:
-            array = _Array(lengths, [], False)
+            array = ArrayRecord(lengths, [], False)
             self.register(object_id, array)
             self.elements(array.values, total, depth)
         return object_id
@@ -312,7 +312,7 @@ class _Parser:
         if record_type == RecordType.MEMBER_REFERENCE:
             object_id = self.int32("a reference")
             self.references.append(object_id)
-            return _Ref(object_id)
+            return Ref(object_id)
         if record_type == RecordType.MEMBER_PRIMITIVE_TYPED:
             return self.primitive(self.primitive_type("a boxed value's type"))
         if record_type == RecordType.OBJECT_STRING:
@@ -320,7 +320,7 @@ class _Parser:
             value = self.text("a string")
             self.register(object_id, value)
             return value
-        return _Ref(self.record(record_type, depth + 1))
+        return Ref(self.record(record_type, depth + 1))
 
     def record(self, record_type: int, depth: int) -> int:
         """An object record; its id."""

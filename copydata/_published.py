@@ -186,7 +186,8 @@ def publish_handle(mapping_name: str, target: Union[Receiver, int], *, offset: i
     existing = _section_size(mapping)
     if existing is not None and existing < offset + size:
         _kernel32.CloseHandle(mapping)
-        raise ValueError(f"the mapping {mapping_name!r} has {existing} bytes, fewer than offset + size ({offset + size})")
+        raise ValueError(f"the mapping {mapping_name!r} has {existing} bytes, "
+                         f"fewer than offset + size ({offset + size})")
     view = _kernel32.MapViewOfFile(mapping, _FILE_MAP_READ | _FILE_MAP_WRITE, 0, 0, offset + size)
     if not view:
         error = ctypes.get_last_error()

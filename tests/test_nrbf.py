@@ -68,8 +68,14 @@ def system_class(object_id: int, name: str, members: list[tuple[str, bytes, byte
             + b"".join(kind for _, kind, _ in members) + b"".join(info for _, _, info in members) + values)
 
 
-def boxed_int(object_id: int, value: int) -> bytes:
-    return system_class(object_id, "System.Int32", [("m_value", b"\x00", b"\x08")], i32(value))
+def primitive(name: str, code: int) -> tuple[str, bytes, bytes]:
+    """A member typed as a primitive (PrimitiveTypeEnumeration ``code``)."""
+    return name, b"\x00", bytes([code])
+
+
+def hashtable(object_id: int, keys_id: int, values_id: int) -> bytes:
+    return system_class(object_id, "System.Collections.Hashtable", [("Keys", b"\x05", b""), ("Values", b"\x05", b"")],
+                        ref(keys_id) + ref(values_id))
 
 
 def list_of(object_id: int, items_id: int, size: int) -> bytes:
@@ -98,7 +104,8 @@ def test_the_codec_is_registered_with_id_5_in_the_envelope_and_batch_frames():
     [decimal.Decimal("1.1")], [datetime.datetime(2000, 1, 1)], [datetime.timedelta(seconds=1)],
     [1, "a", None, None, [None] * 300, {"k": [uuid.UUID(int=5)]}, b"\x01", 2.5, True],
     {"a": 1, 2: "b", 3.5: None, "nested": {"x": [[]]}},
-    copydata.DotNetObject("My.Point", {"X": 1, "Y": -2, "Label": "p", "Tags": ["t"], "When": datetime.datetime(2000, 1, 1)},
+    copydata.DotNetObject("My.Point", {"X": 1, "Y": -2, "Label": "p", "Tags": ["t"],
+                                       "When": datetime.datetime(2000, 1, 1)},
                           "MyAssembly, Version=1.0.0.0, Culture=neutral, PublicKeyToken=null"),
     copydata.DotNetObject("System.Object"),
 ])
@@ -128,22 +135,37 @@ def test_shared_objects_and_cycles_survive_both_ways():
     assert repr(decoded).startswith("[DotNetObject('N'")  # a cycle's repr ends
 
 
+def test_a_class_named_as_a_known_type_but_shaped_otherwise_is_a_dotnet_object():
+    """Found by fuzzing: a List`1 whose members are not _items, _size and _version."""
+    odd_list = system_class(1, "System.Collections.Generic.List`1[[System.Object, mscorlib]]",
+                            [("_item1", b"\x05", b""), ("_size", b"\x00", b"\x08"), ("_version", b"\x00", b"\x08")],
+                            ref(2) + i32(1) + i32(1))
+    decoded = codec.decode(stream(odd_list, objects(2, b"\x0a")))
+    assert decoded == copydata.DotNetObject("System.Collections.Generic.List`1[[System.Object, mscorlib]]",
+                                            {"_item1": [None], "_size": 1, "_version": 1})
+    odd_int = system_class(1, "System.Int32", [primitive("value", 8)], i32(5))
+    assert codec.decode(stream(odd_int)) == copydata.DotNetObject("System.Int32", {"value": 5})
+
+
 def test_dotnet_objects_are_read_only_mappings():
     point = copydata.DotNetObject("My.Point", {"X": 1}, "Lib")
     assert (point.type_name, point.library, dict(point), len(point)) == ("My.Point", "Lib", {"X": 1}, 1)
     with pytest.raises(TypeError):
         point["X"] = 2  # type: ignore[index]
-    assert point != copydata.DotNetObject("My.Point", {"X": 1}) and point == copydata.DotNetObject("My.Point", {"X": 1}, "Lib")
+    assert point == copydata.DotNetObject("My.Point", {"X": 1}, "Lib")
+    assert point != copydata.DotNetObject("My.Point", {"X": 1})  # another library
     with pytest.raises(TypeError, match="type_name"):
         copydata.DotNetObject("")
 
 
 @pytest.mark.parametrize("value, error, words", [
-    ({1, 2}, TypeError, "not set"), (object(), TypeError, "not object"), (datetime.date(2000, 1, 1), TypeError, "not date"),
+    ({1, 2}, TypeError, "not set"), (object(), TypeError, "not object"),
+    (datetime.date(2000, 1, 1), TypeError, "not date"),
     ([1j], TypeError, "not complex"), (copydata.DotNetObject("X", {"m": frozenset()}), TypeError, "not frozenset"),
     (None, copydata.CodecError, "Serialize\\(null\\)"), (2**63, copydata.CodecError, "Int64"),
     ([-2**63 - 1], copydata.CodecError, "Int64"), (decimal.Decimal("NaN"), copydata.CodecError, "no .NET Decimal"),
-    (decimal.Decimal("1E-29"), copydata.CodecError, "28 decimals"), (decimal.Decimal(2**96), copydata.CodecError, "range"),
+    (decimal.Decimal("1E-29"), copydata.CodecError, "28 decimals"),
+    (decimal.Decimal(2**96), copydata.CodecError, "range"),
     ("\ud800", copydata.CodecError, "surrogate"), ({None: 1}, copydata.CodecError, "None key"),
     (datetime.timedelta(days=999_999_999), copydata.CodecError, "TimeSpan"),
 ])
@@ -182,7 +204,7 @@ MALFORMED = {
     "class of an unknown library": (stream(b"\x05" + i32(1) + lps("C") + i32(0) + i32(77)), "library id 77"),
     "ClassWithId of no earlier class": (stream(b"\x01" + i32(1) + i32(42)), "object 42"),
     "unknown member type": (stream(system_class(1, "C", [("m", b"\x08", b"")], b"")), "not a member type"),
-    "primitive type Null": (stream(system_class(1, "C", [("m", b"\x00", b"\x11")], b"")), "primitive type"),
+    "primitive type Null": (stream(system_class(1, "C", [primitive("m", 17)], b"")), "primitive type"),
     "primitive type String in an array": (stream(b"\x0f" + i32(1) + i32(1) + b"\x12" + lps("x")), "primitive type"),
     "string of invalid UTF-8": (stream(string(1, b"\xff\xfe")), "not valid UTF-8"),
     "string length in 6 bytes": (stream(b"\x06" + i32(1) + b"\x80" * 5 + b"\x01"), "more than 5 bytes"),
@@ -198,26 +220,23 @@ MALFORMED = {
                                 "lower bounds"),
     "array of rank 0": (stream(b"\x07" + i32(1) + b"\x02" + i32(0) + b"\x00\x08"), "rank 0"),
     "array of rank 33": (stream(b"\x07" + i32(1) + b"\x02" + i32(33) + i32(1) * 33 + b"\x00\x08"), "rank 33"),
-    "Char that is not UTF-8": (stream(system_class(1, "System.Char", [("m_value", b"\x00", b"\x03")], b"\xff")), "Char"),
-    "Decimal that is not a number": (stream(system_class(1, "C", [("d", b"\x00", b"\x05")], lps("1e5"))), "not a .NET Decimal"),
+    "Char that is not UTF-8": (stream(system_class(1, "System.Char", [primitive("m_value", 3)], b"\xff")), "Char"),
+    "Decimal that is not a number": (stream(system_class(1, "C", [primitive("d", 5)], lps("1e5"))),
+                                     "not a .NET Decimal"),
     "Decimal NaN": (stream(objects(1, b"\x08\x05" + lps("NaN"))), "not a .NET Decimal"),
-    "DateTime past MaxValue": (stream(system_class(1, "C", [("d", b"\x00", b"\x0d")], struct.pack("<Q", (1 << 62) - 1))),
+    "DateTime past MaxValue": (stream(system_class(1, "C", [primitive("d", 13)], struct.pack("<Q", (1 << 62) - 1))),
                                "past DateTime.MaxValue"),
-    "Decimal with scale 29": (stream(system_class(1, "System.Decimal", [(n, b"\x00", b"\x08") for n in ("flags", "hi", "lo", "mid")],
+    "Decimal with scale 29": (stream(system_class(1, "System.Decimal",
+                                                  [primitive(name, 8) for name in ("flags", "hi", "lo", "mid")],
                                                   i32(29 << 16) + i32(0) + i32(1) + i32(0))), "invalid flags"),
     "List with _size past its items": (stream(list_of(1, 2, 5), objects(2, b"\x0a")), "_size 5"),
-    "Hashtable with unequal Keys and Values": (stream(system_class(1, "System.Collections.Hashtable",
-                                                                   [("Keys", b"\x05", b""), ("Values", b"\x05", b"")],
-                                                                   ref(2) + ref(3)), objects(2, string(4, "k")), objects(3)),
+    "Hashtable with unequal Keys and Values": (stream(hashtable(1, 2, 3), objects(2, string(4, "k")), objects(3)),
                                                "one length"),
-    "dictionary with a key twice": (stream(system_class(1, "System.Collections.Hashtable",
-                                                        [("Keys", b"\x05", b""), ("Values", b"\x05", b"")], ref(2) + ref(3)),
-                                           objects(2, string(4, "k"), ref(4)), objects(3, b"\x0a", b"\x0a")), "twice"),
-    "dictionary key Python cannot hash": (stream(system_class(1, "System.Collections.Hashtable",
-                                                              [("Keys", b"\x05", b""), ("Values", b"\x05", b"")],
-                                                              ref(2) + ref(3)), objects(2, ref(2)), objects(3, b"\x0a")),
+    "dictionary with a key twice": (stream(hashtable(1, 2, 3), objects(2, string(4, "k"), ref(4)),
+                                           objects(3, b"\x0a", b"\x0a")), "twice"),
+    "dictionary key Python cannot hash": (stream(hashtable(1, 2, 3), objects(2, ref(2)), objects(3, b"\x0a")),
                                           "cannot hash"),
-    "class with a member named twice": (stream(system_class(1, "C", [("m", b"\x00", b"\x08"), ("m", b"\x00", b"\x08")],
+    "class with a member named twice": (stream(system_class(1, "C", [primitive("m", 8), primitive("m", 8)],
                                                             i32(1) + i32(2))), "two members named 'm'"),
     "member count past the stream": (stream(b"\x04" + i32(1) + lps("C") + i32(10**9)), "1000000000 entries"),
 }
@@ -250,7 +269,8 @@ def decode_in_bounds(data: bytes, codec_: copydata.NrbfCodec = codec, seconds: f
 def test_a_40_byte_stream_cannot_declare_a_gigabyte():
     for data in (stream(int32s(1, length=2**31 - 1)),                       # primitives, held against the bytes left
                  stream(objects(1, b"\x0e" + i32(2**31 - 1), length=2**31 - 1)),  # one run of nulls: 16 GiB of slots
-                 stream(b"\x07" + i32(1) + b"\x02" + i32(2) + i32(2**31 - 1) + i32(0) + b"\x00\x08"),  # 2**31 empty rows
+                 # 2**31 empty rows, and 2**60 elements of one run of nulls
+                 stream(b"\x07" + i32(1) + b"\x02" + i32(2) + i32(2**31 - 1) + i32(0) + b"\x00\x08"),
                  stream(b"\x07" + i32(1) + b"\x02" + i32(3) + i32(2**20) * 3 + b"\x02" + b"\x0e" + i32(2**31 - 1))):
         assert len(data) <= 60
         message = str(decode_in_bounds(data))
