@@ -38,9 +38,14 @@ from ._nrbf_parser import ArrayRecord, ClassInfo, Instance, Parser, Ref
 #: Boxed primitives: a class of this name with one member, m_value, of this type.
 _BOXED = {f"System.{name}": code for code, name in PRIMITIVE_NAMES.items()
           if code not in (PrimitiveType.DECIMAL, PrimitiveType.TIMESPAN, PrimitiveType.DATETIME)}
-_GUID_TYPES = [PrimitiveType.INT32, PrimitiveType.INT16, PrimitiveType.INT16] + [PrimitiveType.BYTE] * 8
 _GUID = struct.Struct("<ihh8B")
+_GUID_SHAPE = {"_a": PrimitiveType.INT32, "_b": PrimitiveType.INT16, "_c": PrimitiveType.INT16,
+               **dict.fromkeys(("_d", "_e", "_f", "_g", "_h", "_i", "_j", "_k"), PrimitiveType.BYTE)}
+_VALUE_SHAPES = {"System.Decimal": ("decimal", dict.fromkeys(("flags", "hi", "lo", "mid"), PrimitiveType.INT32)),
+                 "System.TimeSpan": ("timespan", {"_ticks": PrimitiveType.INT64}),
+                 "System.Guid": ("guid", _GUID_SHAPE)}
 _LIST_MEMBERS = {"_items", "_size", "_version"}
+_VALUE_KINDS = frozenset(("boxed", "enum", "decimal", "datetime", "timespan", "guid"))
 
 
 def _shape(cls: ClassInfo) -> dict:
@@ -50,27 +55,41 @@ def _shape(cls: ClassInfo) -> dict:
             for name, (kind, info) in zip(cls.member_names, types)}
 
 
-def _boxed_value(instance: Instance) -> tuple[bool, Any]:
-    """(True, value) when the instance is a value type that Python has: a boxed primitive, an
-    enum, Decimal, DateTime, TimeSpan or Guid, written as BinaryFormatter writes them."""
-    cls = instance.cls
+def _class_kind(cls: ClassInfo) -> str:
+    """What the builder makes of instances of a class, from its name and member types alone:
+    "boxed", "enum", "decimal", "datetime", "timespan", "guid" (values), "list", "dictionary",
+    "hashtable" (containers, if the instance fits) or "object" (a DotNetObject)."""
     shape = _shape(cls)
-    members = dict(zip(cls.member_names, instance.values))
-    if cls.library is None and cls.name in _BOXED and shape == {"m_value": _BOXED[cls.name]}:
-        return True, members["m_value"]
     if shape.keys() == {"value__"} and shape["value__"] in INTEGERS:
-        return True, members["value__"]  # an enum: its underlying integer
+        return "enum"  # its underlying integer
     if cls.library is not None:
-        return False, None
-    if cls.name == "System.Decimal" and shape == dict.fromkeys(("flags", "hi", "lo", "mid"), PrimitiveType.INT32):
-        return True, _decimal_from_bits(members)
-    if cls.name == "System.DateTime" and shape.get("dateData") == PrimitiveType.UINT64:
-        return True, convert_primitive(PrimitiveType.DATETIME, members["dateData"])
-    if cls.name == "System.TimeSpan" and shape == {"_ticks": PrimitiveType.INT64}:
-        return True, convert_primitive(PrimitiveType.TIMESPAN, members["_ticks"])
-    if cls.name == "System.Guid" and list(shape.values()) == _GUID_TYPES and len(shape) == 11:
-        return True, uuid.UUID(bytes_le=_GUID.pack(*instance.values))
-    return False, None
+        return "object"
+    name = cls.name
+    if name in _BOXED and shape == {"m_value": _BOXED[name]}:
+        return "boxed"
+    if name in _VALUE_SHAPES and shape == _VALUE_SHAPES[name][1]:
+        return _VALUE_SHAPES[name][0]
+    if name == "System.DateTime" and shape.get("dateData") == PrimitiveType.UINT64:
+        return "datetime"
+    if _generic(name, "System.Collections.Generic.List`1") and shape.keys() == _LIST_MEMBERS:
+        return "list"
+    if _generic(name, "System.Collections.Generic.Dictionary`2"):
+        return "dictionary"
+    return "hashtable" if name == "System.Collections.Hashtable" else "object"
+
+
+def _value(kind: str, instance: Instance) -> Any:
+    """The Python value of an instance of a value type ``_class_kind`` recognised."""
+    if kind in ("boxed", "enum"):
+        return instance.values[0]
+    members = dict(zip(instance.cls.member_names, instance.values))
+    if kind == "decimal":
+        return _decimal_from_bits(members)
+    if kind == "datetime":
+        return convert_primitive(PrimitiveType.DATETIME, members["dateData"])
+    if kind == "timespan":
+        return convert_primitive(PrimitiveType.TIMESPAN, members["_ticks"])
+    return uuid.UUID(bytes_le=_GUID.pack(*(members[name] for name in _GUID_SHAPE)))
 
 
 def _decimal_from_bits(members: dict) -> decimal.Decimal:
@@ -91,6 +110,7 @@ class _Builder:
         self.objects = parser.objects
         self.parser = parser
         self.made: dict[int, Any] = {}
+        self.kinds: dict[int, str] = {}  # id() of a ClassInfo -> _class_kind, once per class
         self.fills: list[tuple[Callable[..., None], Any, Any]] = []  # (fill, target, record)
 
     def build(self, root_id: int) -> Any:
@@ -129,27 +149,24 @@ class _Builder:
             self.made[object_id] = []
             self.fills.append((self.fill_array, self.made[object_id], record))
             return [] if record.primitive else self.refs(record.values)
-        boxed, value = _boxed_value(record)
-        if boxed:
-            self.made[object_id] = value
+        cls = record.cls
+        kind = self.kinds.get(id(cls)) or self.kinds.setdefault(id(cls), _class_kind(cls))
+        if kind in _VALUE_KINDS:
+            self.made[object_id] = _value(kind, record)
             return []
-        name, members = record.cls.name, dict(zip(record.cls.member_names, record.values))
-        if record.cls.library is None:
-            if _generic(name, "System.Collections.Generic.List`1") and set(members) == _LIST_MEMBERS \
-                    and self.array(members["_items"]) is not False and isinstance(members["_size"], int):
+        if kind == "list":
+            members = dict(zip(cls.member_names, record.values))
+            if self.array(members["_items"]) is not False and isinstance(members["_size"], int):
                 self.made[object_id] = []
                 self.fills.append((self.fill_list, self.made[object_id], members))
-                return self.refs(members.values())
-            dictionary = None
-            if _generic(name, "System.Collections.Generic.Dictionary`2"):
-                dictionary = self.dictionary_entries
-            elif name == "System.Collections.Hashtable":
-                dictionary = self.hashtable_entries
-            if dictionary is not None:
-                self.made[object_id] = {}
-                self.fills.append((self.fill_dict, self.made[object_id], (dictionary, members)))
-                return self.refs(members.values())
-        made = DotNetObject(name, library=record.cls.library)
+                return self.refs(record.values)
+        elif kind in ("dictionary", "hashtable"):
+            entries = self.dictionary_entries if kind == "dictionary" else self.hashtable_entries
+            members = dict(zip(cls.member_names, record.values))
+            self.made[object_id] = {}
+            self.fills.append((self.fill_dict, self.made[object_id], (entries, members)))
+            return self.refs(record.values)
+        made = DotNetObject(cls.name, library=cls.library)
         self.made[object_id] = made
         self.fills.append((self.fill_object, made, record))
         return self.refs(record.values)
@@ -193,10 +210,11 @@ class _Builder:
 
     def hashtable_entries(self, members: dict) -> list:
         keys, values = self.array(members.get("Keys")), self.array(members.get("Values"))
-        if keys is False or values is False or (keys and keys.values and values is None) \
-                or len(keys.values if keys else ()) != len(values.values if values else ()):
+        key_items = keys.values if keys else ()
+        value_items = values.values if values else ()
+        if keys is False or values is False or len(key_items) != len(value_items):
             raise CodecError("a Hashtable's Keys and Values are not two arrays of one length")
-        return list(zip(keys.values, values.values)) if keys else []
+        return list(zip(key_items, value_items))
 
     def fill_dict(self, target: dict, how: tuple) -> None:
         entries = how[0](how[1])

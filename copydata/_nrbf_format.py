@@ -114,6 +114,13 @@ MAX_NESTING = 64          # how deep records written in place may nest (the pars
 DEFAULT_MAX_OBJECTS = 1_000_000
 
 
+#: System classes the reader maps to Python values (when shaped as .NET writes them): the writer
+#: writes those from the Python values, never from a DotNetObject of that name.
+MAPPED_SYSTEM_TYPES = frozenset([f"System.{name}" for name in PRIMITIVE_NAMES.values()] + [
+    "System.Guid", "System.Collections.Hashtable"])
+MAPPED_GENERIC_TYPES = ("System.Collections.Generic.List`1[[", "System.Collections.Generic.Dictionary`2[[")
+
+
 def items_budget(size: int) -> int:
     """The default bound on the slots a stream of ``size`` bytes may fill (list items, dict
     entries, members): 4 a byte and 65,536 more, so null runs and shared arrays cannot blow up."""

@@ -14,6 +14,10 @@ from ._nrbf_format import (ARRAY_RECORDS, CLASS_RECORDS, FIXED, MAX_NESTING, NUL
                            SYSTEM_CLASS_RECORDS, TYPED_CLASS_RECORDS, ArrayShape, BinaryType, PrimitiveType,
                            RecordType, convert_primitive, parse_decimal)
 _INT32 = struct.Struct("<i")
+# The record types of values, as plain ints: the per-element path compares against them.
+_BINARY_LIBRARY, _OBJECT_NULL, _MEMBER_REFERENCE, _MEMBER_PRIMITIVE_TYPED, _OBJECT_STRING = map(int, (
+    RecordType.BINARY_LIBRARY, RecordType.OBJECT_NULL, RecordType.MEMBER_REFERENCE, RecordType.MEMBER_PRIMITIVE_TYPED,
+    RecordType.OBJECT_STRING))
 _UTF8_LEADS = ((7, 0), (5, 6), (4, 14), (3, 30))  # (shift, value) of the first byte of 1- to 4-byte UTF-8
 _SINGLE_ARRAY_TYPES: dict[int, int] = {RecordType.ARRAY_SINGLE_PRIMITIVE: BinaryType.PRIMITIVE,
                        RecordType.ARRAY_SINGLE_OBJECT: BinaryType.OBJECT,
@@ -65,6 +69,7 @@ class Parser:
     def __init__(self, data: bytes, max_depth: int, max_items: int, max_objects: int) -> None:
         self.data = data
         self.pos = 0
+        self.end = len(data)
         self.max_depth, self.items_left, self.max_objects = max_depth, max_items, max_objects
         self.objects: dict[int, Any] = {}       # id -> str, Instance or ArrayRecord
         self.classes: dict[int, ClassInfo] = {}    # id of the record that described a class -> it
@@ -74,9 +79,9 @@ class Parser:
     # -- bytes --
 
     def need(self, size: int, what: str) -> None:
-        if size > len(self.data) - self.pos:
+        if size > self.end - self.pos:
             raise CodecError(f"the stream ends inside {what}: it needs {size} bytes at offset {self.pos}, "
-                             f"{len(self.data) - self.pos} remain")
+                             f"{self.end - self.pos} remain")
 
     def unpack(self, fmt: struct.Struct, what: str) -> Any:
         self.need(fmt.size, what)
@@ -85,9 +90,11 @@ class Parser:
         return value
 
     def byte(self, what: str) -> int:
-        self.need(1, what)
-        self.pos += 1
-        return self.data[self.pos - 1]
+        pos = self.pos
+        if pos >= self.end:
+            self.need(1, what)
+        self.pos = pos + 1
+        return self.data[pos]
 
     def int32(self, what: str) -> int:
         return self.unpack(_INT32, what)
@@ -97,13 +104,17 @@ class Parser:
         value = self.int32(what)
         if value < 0:
             raise CodecError(f"{what} is negative ({value}) at offset {self.pos - 4}")
-        if value * each > len(self.data) - self.pos:
+        if value * each > self.end - self.pos:
             raise CodecError(f"{what} declares {value} entries of at least {each} byte(s) at offset {self.pos - 4}, "
-                             f"but only {len(self.data) - self.pos} bytes remain")
+                             f"but only {self.end - self.pos} bytes remain")
         return value
 
     def text(self, what: str) -> str:
         """A length-prefixed UTF-8 string: a 7-bit variable-length length (at most 5 bytes, < 2**31)."""
+        length = self.data[self.pos] if self.pos < self.end else 0x80
+        if length < 0x80:  # most strings: a one-byte length
+            self.pos += 1
+            return self.utf8(length, what)
         length = shift = 0
         for _ in range(5):
             part = self.byte(what)
@@ -115,6 +126,9 @@ class Parser:
             raise CodecError(f"the length of {what} takes more than 5 bytes at offset {self.pos}")
         if length >= 1 << 31:
             raise CodecError(f"the length of {what} ({length}) is above 2**31 - 1")
+        return self.utf8(length, what)
+
+    def utf8(self, length: int, what: str) -> str:
         self.need(length, what)
         raw = self.data[self.pos:self.pos + length]
         self.pos += length
@@ -304,18 +318,18 @@ class Parser:
         an object written in place (one level deeper)."""
         while True:
             record_type = self.byte("a value")
-            if record_type != RecordType.BINARY_LIBRARY:
+            if record_type != _BINARY_LIBRARY:
                 break
             self.library()  # a library may precede the record that needs it
-        if record_type == RecordType.OBJECT_NULL:
+        if record_type == _OBJECT_NULL:
             return None
-        if record_type == RecordType.MEMBER_REFERENCE:
+        if record_type == _MEMBER_REFERENCE:
             object_id = self.int32("a reference")
             self.references.append(object_id)
             return Ref(object_id)
-        if record_type == RecordType.MEMBER_PRIMITIVE_TYPED:
+        if record_type == _MEMBER_PRIMITIVE_TYPED:
             return self.primitive(self.primitive_type("a boxed value's type"))
-        if record_type == RecordType.OBJECT_STRING:
+        if record_type == _OBJECT_STRING:
             object_id = self.int32("a string id")
             value = self.text("a string")
             self.register(object_id, value)

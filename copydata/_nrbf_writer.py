@@ -30,8 +30,8 @@ from collections import deque
 from typing import Any, Optional
 
 from ._errors import CodecError
-from ._nrbf_format import (DOTNET_EPOCH, FIXED, KIND_UTC, BinaryType, DotNetObject, PrimitiveType,
-                           RecordType)
+from ._nrbf_format import (DOTNET_EPOCH, FIXED, KIND_UTC, MAPPED_GENERIC_TYPES, MAPPED_SYSTEM_TYPES, BinaryType,
+                           DotNetObject, PrimitiveType, RecordType)
 
 SENDABLE = ("str, bool, int, float, decimal.Decimal, bytes, None, datetime.datetime, datetime.timedelta, "
             "uuid.UUID, lists and tuples of these, dicts, and copydata.DotNetObject")
@@ -87,11 +87,7 @@ def primitive_code(value: Any) -> Optional[int]:
     if kind is bool:
         return PrimitiveType.BOOLEAN
     if isinstance(value, int):
-        if -2**31 <= value < 2**31:
-            return PrimitiveType.INT32
-        if -2**63 <= value < 2**63:
-            return PrimitiveType.INT64
-        raise CodecError(f"{value} does not fit in an Int64, the largest integer the nrbf codec writes")
+        return integer_code(value, value)
     if isinstance(value, float):
         return PrimitiveType.DOUBLE
     if isinstance(value, decimal.Decimal):
@@ -101,6 +97,16 @@ def primitive_code(value: Any) -> Optional[int]:
     if isinstance(value, datetime.timedelta):
         return PrimitiveType.TIMESPAN
     return None
+
+
+def integer_code(low: int, high: int) -> int:
+    """Int32 when ``low`` to ``high`` fit in one, else Int64; CodecError past that."""
+    if -2**31 <= low and high < 2**31:
+        return PrimitiveType.INT32
+    if -2**63 <= low and high < 2**63:
+        return PrimitiveType.INT64
+    culprit = low if low < -2**63 else high
+    raise CodecError(f"{culprit} does not fit in an Int64, the largest integer the nrbf codec writes")
 
 
 def decimal_parts(value: decimal.Decimal) -> tuple[int, int, int]:
@@ -151,16 +157,16 @@ def primitive_bytes(code: int, value: Any) -> bytes:
 def array_type(values: Any) -> tuple[int, int]:
     """How a list or tuple is written: (BinaryType.STRING_ARRAY, 0), (BinaryType.PRIMITIVE_ARRAY, its
     primitive type) or (BinaryType.OBJECT_ARRAY, 0)."""
-    if values and all(type(item) is str for item in values):
+    types = {type(item) for item in values}
+    if len(types) != 1:
+        return BinaryType.OBJECT_ARRAY, 0
+    if types == {str}:
         return BinaryType.STRING_ARRAY, 0
-    codes = {primitive_code(item) for item in values}
-    if len({type(item) for item in values}) == 1:  # one Python type: one primitive type, or Int32 and Int64
-        if codes == {PrimitiveType.INT32, PrimitiveType.INT64}:
-            return BinaryType.PRIMITIVE_ARRAY, PrimitiveType.INT64
-        code = codes.pop()
-        if code is not None and not codes:
-            return BinaryType.PRIMITIVE_ARRAY, code
-    return BinaryType.OBJECT_ARRAY, 0
+    first = next(iter(values))
+    if isinstance(first, int) and type(first) is not bool:  # Int32[] if all fit, else Int64[]
+        return BinaryType.PRIMITIVE_ARRAY, integer_code(min(values), max(values))
+    code = primitive_code(first)  # the others are of the same type
+    return (BinaryType.OBJECT_ARRAY, 0) if code is None else (BinaryType.PRIMITIVE_ARRAY, code)
 
 
 def _hashtable_size(count: int) -> int:
@@ -231,6 +237,10 @@ class Writer:
         elif isinstance(value, dict):
             self.hashtable(object_id, value)
         else:
+            if value.library is None and (value.type_name in MAPPED_SYSTEM_TYPES
+                                          or value.type_name.startswith(MAPPED_GENERIC_TYPES)):
+                raise CodecError(f"a DotNetObject cannot stand for {value.type_name}: send the Python value "
+                                 "(int, float, Decimal, datetime, UUID, list, dict, ...) instead")
             self.instance(object_id, value.type_name, value.library, list(value.items()))
 
     def array(self, object_id: int, values: Any) -> None:
@@ -238,8 +248,14 @@ class Writer:
         length = _ID.pack(len(values))
         if kind == BinaryType.PRIMITIVE_ARRAY:
             self.out += bytes([RecordType.ARRAY_SINGLE_PRIMITIVE]) + _ID.pack(object_id) + length + bytes([code])
-            for item in values:
-                self.out += primitive_bytes(code, item)
+            if code == PrimitiveType.DECIMAL:  # not of fixed size
+                self.out += b"".join(primitive_bytes(code, item) for item in values)
+            else:
+                if code == PrimitiveType.DATETIME:
+                    values = [datetime_data(item) for item in values]
+                elif code == PrimitiveType.TIMESPAN:
+                    values = [timespan_ticks(item) for item in values]
+                self.out += struct.pack(f"<{len(values)}{FIXED[code]}", *values)
         elif kind == BinaryType.STRING_ARRAY:
             self.out += bytes([RecordType.ARRAY_SINGLE_STRING]) + _ID.pack(object_id) + length
             for item in values:

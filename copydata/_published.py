@@ -100,6 +100,8 @@ def find_published(mapping_name: str, *, offset: int = 0, size: int = 8) -> Opti
     """
     _check_place(mapping_name, offset, size)
     mapping = _kernel32.OpenFileMappingW(_FILE_MAP_READ | _SECTION_QUERY, False, mapping_name)
+    if not mapping:  # a mapping whose access list grants reading alone is read without its size
+        mapping = _kernel32.OpenFileMappingW(_FILE_MAP_READ, False, mapping_name)
     if not mapping:
         return None
     try:

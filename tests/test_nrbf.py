@@ -143,6 +143,8 @@ def test_a_class_named_as_a_known_type_but_shaped_otherwise_is_a_dotnet_object()
     decoded = codec.decode(stream(odd_list, objects(2, b"\x0a")))
     assert decoded == copydata.DotNetObject("System.Collections.Generic.List`1[[System.Object, mscorlib]]",
                                             {"_item1": [None], "_size": 1, "_version": 1})
+    empty_table = stream(hashtable(1, 2, 3)[:-5] + b"\x0a", objects(2))  # Values null, Keys empty
+    assert codec.decode(empty_table) == {}
     odd_int = system_class(1, "System.Int32", [primitive("value", 8)], i32(5))
     assert codec.decode(stream(odd_int)) == copydata.DotNetObject("System.Int32", {"value": 5})
 
@@ -168,6 +170,10 @@ def test_dotnet_objects_are_read_only_mappings():
     (decimal.Decimal(2**96), copydata.CodecError, "range"),
     ("\ud800", copydata.CodecError, "surrogate"), ({None: 1}, copydata.CodecError, "None key"),
     (datetime.timedelta(days=999_999_999), copydata.CodecError, "TimeSpan"),
+    (copydata.DotNetObject("System.Decimal", {"flags": 3 << 24, "hi": 0, "lo": 0, "mid": 0}), copydata.CodecError,
+     "cannot stand for System.Decimal"),  # found by fuzzing: it would read back as an invalid Decimal
+    ([copydata.DotNetObject("System.Collections.Generic.List`1[[System.Int32, mscorlib]]", {"_size": 1})],
+     copydata.CodecError, "send the Python value"),
 ])
 def test_what_cannot_be_sent_raises_a_typed_error_that_says_why(value, error, words):
     with pytest.raises(error, match=words):
@@ -232,6 +238,8 @@ MALFORMED = {
     "List with _size past its items": (stream(list_of(1, 2, 5), objects(2, b"\x0a")), "_size 5"),
     "Hashtable with unequal Keys and Values": (stream(hashtable(1, 2, 3), objects(2, string(4, "k")), objects(3)),
                                                "one length"),
+    "Hashtable with Keys and no Values": (stream(hashtable(1, 2, 3), objects(2, string(4, "k")), string(3, "v")),
+                                          "one length"),
     "dictionary with a key twice": (stream(hashtable(1, 2, 3), objects(2, string(4, "k"), ref(4)),
                                            objects(3, b"\x0a", b"\x0a")), "twice"),
     "dictionary key Python cannot hash": (stream(hashtable(1, 2, 3), objects(2, ref(2)), objects(3, b"\x0a")),
