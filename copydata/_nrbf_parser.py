@@ -249,6 +249,8 @@ class Parser:
                                  "which no earlier record describes")
         else:
             name = self.text("a class name")
+            if not name:
+                raise CodecError(f"object {object_id}'s class has an empty name")
             names = [self.text("a member name") for _ in range(self.count("a class's member count", 1))]
             types = self.member_types(len(names)) if record_type in TYPED_CLASS_RECORDS else None
             library = None

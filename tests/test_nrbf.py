@@ -209,6 +209,7 @@ MALFORMED = {
                              "two libraries have id 5"),
     "class of an unknown library": (stream(b"\x05" + i32(1) + lps("C") + i32(0) + i32(77)), "library id 77"),
     "ClassWithId of no earlier class": (stream(b"\x01" + i32(1) + i32(42)), "object 42"),
+    "class with an empty name": (stream(system_class(1, "", [], b"")), "empty name"),  # found by fuzzing
     "unknown member type": (stream(system_class(1, "C", [("m", b"\x08", b"")], b"")), "not a member type"),
     "primitive type Null": (stream(system_class(1, "C", [primitive("m", 17)], b"")), "primitive type"),
     "primitive type String in an array": (stream(b"\x0f" + i32(1) + i32(1) + b"\x12" + lps("x")), "primitive type"),
