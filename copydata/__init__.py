@@ -23,9 +23,10 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
         "Install with 'pip install .', or build with 'python3 tools/winenv.py build' under Wine."
     ) from error
 
-from ._codecs import BytesCodec, Codec, JsonCodec, PickleCodec, TextCodec, Utf16Codec
+from ._codecs import BytesCodec, Codec, JsonCodec, NrbfCodec, PickleCodec, TextCodec, Utf16Codec
 from ._errors import (
     ChannelFull,
+    CodecError,
     CopyDataError,
     MessageTooLarge,
     NameInUse,
@@ -38,6 +39,8 @@ from ._errors import (
     SendTimeout,
     TargetNotFound,
 )
+from ._nrbf_format import DotNetObject
+from ._published import HandlePublication, find_published, publish_handle
 from ._receiver import MAX_MESSAGE_SIZE, REFUSAL_REASONS, Message, Receiver, ReceiverStats, Refusal
 from ._request import arequest, request
 from ._sender import Sender
@@ -58,8 +61,9 @@ from ._send import (
 from ._version import __version__
 
 __all__ = [
-    "BytesCodec", "Codec", "JsonCodec", "PickleCodec", "TextCodec", "Utf16Codec",
-    "ChannelFull", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
+    "BytesCodec", "Codec", "JsonCodec", "NrbfCodec", "PickleCodec", "TextCodec", "Utf16Codec",
+    "DotNetObject", "HandlePublication", "find_published", "publish_handle",
+    "ChannelFull", "CodecError", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
     "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TargetNotFound",
     "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "Receiver", "ReceiverStats", "Refusal", "Sender", "arequest", "request",
     "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",

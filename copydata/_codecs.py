@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import pickle
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Optional, Protocol, Union, runtime_checkable
+
+from . import _nrbf, _nrbf_writer
 
 
 @runtime_checkable
@@ -105,9 +107,39 @@ class PickleCodec:
         return pickle.loads(data)
 
 
+class NrbfCodec:
+    """.NET's BinaryFormatter format (MS-NRBF), read without running anything a stream names:
+    what C# programs that use BinaryFormatter send and read (README.md, "Talking to .NET programs").
+
+    ``decode`` gives plain Python values (and ``copydata.DotNetObject`` for other classes), and
+    raises ``CodecError`` for a malformed stream or one past a bound: objects nested more than
+    ``max_depth`` deep, more than ``max_objects`` objects, or more than ``max_items`` values in
+    lists, dicts and members taken together (default: 4 per byte of the stream, and 65,536).
+    ``encode`` writes str, bool, int, float, Decimal, bytes, None, datetime, timedelta, UUID,
+    lists, tuples, dicts and ``DotNetObject``; TypeError for anything else.
+    """
+
+    name = "nrbf"
+    codec_id = 5
+
+    def __init__(self, *, max_depth: int = _nrbf.DEFAULT_MAX_DEPTH, max_objects: int = _nrbf.DEFAULT_MAX_OBJECTS,
+                 max_items: Optional[int] = None) -> None:
+        for value, what in ((max_depth, "max_depth"), (max_objects, "max_objects"), (max_items, "max_items")):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{what} must be a positive int, not {value!r}")
+        self.max_depth, self.max_objects, self.max_items = max_depth, max_objects, max_items
+
+    def encode(self, obj: Any) -> bytes:
+        return _nrbf_writer.encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        return _nrbf.decode(data, max_depth=self.max_depth, max_items=self.max_items, max_objects=self.max_objects)
+
+
 CUSTOM_CODEC_ID = 255
-BUILT_IN_TYPES = (BytesCodec, TextCodec, Utf16Codec, JsonCodec, PickleCodec)
-BUILT_IN = {codec.name: codec for codec in (BytesCodec(), TextCodec(), Utf16Codec(), JsonCodec(), PickleCodec())}
+BUILT_IN_TYPES = (BytesCodec, TextCodec, Utf16Codec, JsonCodec, PickleCodec, NrbfCodec)
+BUILT_IN = {codec.name: codec for codec in (BytesCodec(), TextCodec(), Utf16Codec(), JsonCodec(), PickleCodec(),
+                                            NrbfCodec())}
 BY_ID = {codec.codec_id: codec for codec in BUILT_IN.values()}
 
 CodecSpec = Union[str, Codec]

@@ -3,7 +3,7 @@
     offset  size  field
          0     4  magic 89 43 44 45 ("\\x89CDE": never the start of ASCII or UTF-8 text)
          4     1  version, 1
-         5     1  codec: 0 bytes, 1 text, 2 utf-16, 3 json, 4 pickle, 255 custom
+         5     1  codec: 0 bytes, 1 text, 2 utf-16, 3 json, 4 pickle, 5 nrbf, 255 custom
          6     1  kind: 0 message, 1 request, 2 reply, 3 failed reply (body: UTF-8 error text);
                   4 batch, 5 part, 6 section, 7 sealed are frames (csrc/copydata.h, _seal.py)
          7     1  flags, 0 (a version-1 reader takes anything else for no envelope)
@@ -28,7 +28,7 @@ REQUEST = 1
 REPLY = 2
 FAILED_REPLY = 3
 KINDS = (MESSAGE, REQUEST, REPLY, FAILED_REPLY)
-KNOWN_CODECS = (0, 1, 2, 3, 4, 255)
+KNOWN_CODECS = (0, 1, 2, 3, 4, 5, 255)
 
 
 class Envelope(NamedTuple):

@@ -61,3 +61,8 @@ class RequestFailed(CopyDataError):
     def __init__(self, message: str, remote_error: str) -> None:
         super().__init__(message)
         self.remote_error = remote_error
+
+
+class CodecError(CopyDataError, ValueError):
+    """A payload is not what its codec reads (a malformed or hostile BinaryFormatter stream, for
+    one), or a value is one the codec cannot write; the message says what and where."""

@@ -13,7 +13,7 @@
 
 #include "copydata.h"
 
-static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 255};
+static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 5, 255};
 
 /* The layouts in shared memory, as copydata.h describes them to other implementations. */
 typedef char ring_block_size_ok[sizeof(cd_ring_block) == CD_RING_SIZE ? 1 : -1];

@@ -46,7 +46,7 @@ def bad_batch(r: random.Random) -> bytes:
         return header(r, 4, flags=r.randrange(1, 256)) + records + struct.pack("<QI", 1, 0)
     if choice == 4:
         return header(r, 4, request_id=r.getrandbits(64) | 1) + records + struct.pack("<QI", 1, 0)
-    return header(r, 4, codec=r.choice([5, 6, 100, 254])) + records + struct.pack("<QI", 1, 0)
+    return header(r, 4, codec=r.choice([6, 7, 100, 254])) + records + struct.pack("<QI", 1, 0)
 
 
 def bad_part(r: random.Random) -> tuple[bytes, bool]:

@@ -26,6 +26,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import dotnet  # tools/dotnet.py: Mono, for the nrbf codec's tests
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = ROOT / ".winenv"
 DOWNLOADS = ENV_DIR / "downloads"
@@ -144,6 +146,7 @@ def ensure_windows_packages(requirements: Path) -> None:
 def setup() -> None:
     ENV_DIR.mkdir(exist_ok=True)
     ensure_host_packages()
+    dotnet.ensure_mono()
     ensure_wine_prefix()
     ensure_windows_python()
     ensure_windows_packages(REQUIREMENTS)
@@ -176,6 +179,7 @@ def build(force: bool = False) -> None:
     # The tests check the benchmark's C receiver too: its count of intact messages is what
     # every benchmark figure rests on.
     build_programs(BENCH_PROGRAMS_SOURCE, BENCH_PROGRAMS)
+    dotnet.build_programs()
     if extension_is_current() and not force:
         return
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
@@ -215,6 +219,7 @@ def wine_environment() -> dict[str, str]:
         PYTHONPATH=windows_path(ROOT),
         COPYDATA_TEST_PROGRAMS=windows_path(TEST_PROGRAMS),
         COPYDATA_BENCH_NATIVE=windows_path(BENCH_PROGRAMS),
+        COPYDATA_DOTNET_PROGRAMS=str(dotnet.PROGRAMS),  # a Linux path: Mono runs there, not in Wine
         PYTHONUNBUFFERED="1",
         PYTHONUTF8="1",
     )
