@@ -41,23 +41,23 @@ from ._errors import (
 )
 from ._nrbf_format import DotNetObject
 from ._published import HandlePublication, find_published, publish_handle
-from ._receiver import MAX_MESSAGE_SIZE, REFUSAL_REASONS, Message, Receiver, ReceiverStats, Refusal
-from ._request import arequest, request
-from ._sender import Sender
-from ._send import (
+from ._constants import (
     DEFAULT_TIMEOUT,
+    MAX_MESSAGE_SIZE,
+    REFUSAL_REASONS,
     SMTO_ABORTIFHUNG,
     SMTO_BLOCK,
     SMTO_ERRORONEXIT,
     SMTO_NORMAL,
     SMTO_NOTIMEOUTIFNOTHUNG,
-    asend,
-    broadcast,
-    find,
-    find_window,
-    send,
-    subscribers,
+    Reason,
+    SendFlags,
 )
+from ._messages import Message, ReceiverStats, Refusal
+from ._receiver import Receiver
+from ._request import arequest, request
+from ._sender import Sender
+from ._send import asend, broadcast, find, find_window, send, subscribers
 from ._version import __version__
 
 __all__ = [
@@ -66,7 +66,7 @@ __all__ = [
     "ChannelFull", "CodecError", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
     "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TargetNotFound",
     "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "Receiver", "ReceiverStats", "Refusal", "Sender", "arequest", "request",
-    "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
+    "Reason", "SendFlags", "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
     "SMTO_NOTIMEOUTIFNOTHUNG", "asend", "broadcast", "find", "find_window", "send", "subscribers",
     "__version__",
 ]

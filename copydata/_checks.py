@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import operator
 
-WAIT_FOREVER_MS = 0xFFFFFFFF
-MAX_NAME_LENGTH = 128
+from ._constants import MAX_NAME_LENGTH, WAIT_FOREVER_MS
+
 HWND_BROADCAST = 0xFFFF
 _UINT64 = 1 << 64
 _UINT32 = 1 << 32

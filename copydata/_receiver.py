@@ -6,160 +6,27 @@ import asyncio
 import collections
 import functools
 import logging
-import struct
-import sys
 import threading
 import time
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
-from . import _checks, _codecs, _envelope, _replies, _seal
-from ._core import ffi, lib
-from ._errors import ChannelFull, CopyDataError, NameInUse, ReceiverClosed, RecvTimeout
-from ._win32 import describe_error
+from . import _checks, _codecs, _envelope, _native, _replies, _seal
+from ._constants import (DEFAULT_BATCH_SIZE, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_MESSAGES,
+                         DEFAULT_MAX_TRANSFER_SIZE, DEFAULT_PART_TIMEOUT, DEFAULT_REPLY_TIMEOUT, MAX_MESSAGE_SIZE,
+                         SMTO_ABORTIFHUNG, WAIT_FOREVER_MS, Reason)
+from ._errors import ReceiverClosed, RecvTimeout
+from ._messages import Message, ReceiverStats, Refusal
 
 logger = logging.getLogger("copydata")
 
-#: The largest payload one WM_COPYDATA carries by default, on both sides. Wine 8.0 breaks on
-#: cross-process messages of 2 MiB and more, so the default stays under that everywhere.
-MAX_MESSAGE_SIZE = 2_000_000
-DEFAULT_MAX_QUEUE_MESSAGES = 100_000
-DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_MAX_TRANSFER_SIZE = 64 * 1024 * 1024
-DEFAULT_PART_TIMEOUT = 10.0
-DEFAULT_REPLY_TIMEOUT = 5.0
 # recv() waits in slices so that Ctrl-C reaches a main thread blocked in it, and so that an
 # arecv() cancelled by asyncio stops waiting soon.
 _WAIT_SLICE_MS = 100
 # Warnings another process can cause: at most one a second of each kind per receiver, whatever it does.
 _WARNING_INTERVAL = 1.0
-
-
-class Message(NamedTuple):
-    """One received message."""
-
-    tag: int
-    """``dwData``: the sender's number for the kind of message."""
-    data: Any
-    """The payload: ``bytes`` (a copy), or what the codec decoded from it."""
-    sender: int
-    """``wParam``: the window the sender names as its own, 0 if none. Nothing verifies it."""
-    codec: str = "bytes"
-    """The codec that decoded ``data`` ("bytes" when it is the payload itself)."""
-    request_id: Optional[int] = None
-    """Set when the sender called ``copydata.request`` and waits for a reply."""
-
-    @property
-    def is_request(self) -> bool:
-        """True when the sender waits for a reply (see :meth:`Receiver.reply`)."""
-        return self.request_id is not None
-
-
-class Refusal(NamedTuple):
-    """A message the receiver refused or dropped, as ``on_error`` hears of it."""
-
-    reason: str
-    """Why: one of :data:`REFUSAL_REASONS`."""
-    tag: int
-    """The message's ``dwData``."""
-    sender: int
-    """Its ``wParam`` (unverified)."""
-    size: int
-    """Its size in bytes (for ``"incomplete"``, what had arrived of it)."""
-    occurrences: int = 1
-    """More than 1 when refusals of one reason were merged because ``on_error`` fell behind
-    (tag and sender are then the first one's, size the sum)."""
-
-
-_REASONS = {
-    lib.CD_REASON_TOO_LARGE: "too_large",
-    lib.CD_REASON_QUEUE_FULL: "queue_full",
-    lib.CD_REASON_MALFORMED: "malformed",
-    lib.CD_REASON_CLOSING: "closing",
-    lib.CD_REASON_PARTS_IN_SYNC_MODE: "parts_in_sync_mode",
-    lib.CD_REASON_SECTION: "section",
-    lib.CD_REASON_UNAUTHENTICATED: "unauthenticated",
-    lib.CD_REASON_REPLAYED: "replayed",
-    lib.CD_REASON_INCOMPLETE: "incomplete",
-    lib.CD_REASON_PICKLE: "pickle",
-    lib.CD_REASON_UNDECODABLE: "undecodable",
-}
-#: Every ``Refusal.reason``: the ``refused_*`` counts of :class:`ReceiverStats`, plus
-#: ``"incomplete"`` (``dropped_incomplete``), ``"pickle"`` (``refused_pickle``) and
-#: ``"undecodable"`` (``undecodable``).
-REFUSAL_REASONS = tuple(_REASONS.values())
-_REFUSALS_PER_TAKE = 256
 _BYTES_CODEC_ID = _codecs.BytesCodec.codec_id
-# A row of the table cd_messages_pack puts before the payloads it packs.
-_PACKED_ROW = struct.Struct("<QQQQiI")
-assert _PACKED_ROW.size == ffi.sizeof("cd_packed_row")
-
-
-class ReceiverStats(NamedTuple):
-    """Counts since the receiver opened."""
-
-    received_messages: int
-    """Accepted into the queue by the window procedure (the sender was answered 1)."""
-    received_bytes: int
-    """Their payload bytes."""
-    refused_messages: int
-    """Answered 0: too large, queue full, malformed, or arriving while closing."""
-    refused_bytes: int
-    refused_too_large: int
-    """Refused: above ``max_message_size``."""
-    refused_queue_full: int
-    """Refused: the queue held ``max_queue_messages`` or ``max_queue_bytes`` already."""
-    refused_malformed: int
-    """Refused: no COPYDATASTRUCT, or ``lpData`` NULL with a nonzero ``cbData``."""
-    refused_closing: int
-    """Refused: arrived while the receiver was closing."""
-    refused_parts_in_sync_mode: int
-    """Refused: a part frame (from a ``Sender`` with ``shm_threshold=None``) at a receiver in sync
-    mode, which has no queue to put the parts together in."""
-    refused_section: int
-    """Refused: a section descriptor naming a section that is missing, not owned by this
-    receiver's user, or smaller than the range it names."""
-    refused_unauthenticated: int
-    """Refused: at a receiver with a key, a message not sealed with that key (for this window
-    and tag); at a receiver without one, a sealed message, which it cannot check."""
-    refused_replayed: int
-    """Refused by a receiver with a key: a sealed message it accepted before, one stamped more
-    than 60 s away from its clock, or one from more fresh sealers than it keeps (4096)."""
-    dropped_messages: int
-    """Accepted, then discarded undelivered because the receiver was closed."""
-    dropped_bytes: int
-    """Their payload bytes (for a split message, what had arrived of it)."""
-    dropped_incomplete: int
-    """Split messages dropped because a part was missing for ``part_timeout`` seconds (or at close)."""
-    queued_messages: int
-    """Waiting to be delivered now."""
-    queued_bytes: int
-    """Their payload bytes."""
-    assembling_messages: int
-    """Split messages whose parts are still arriving."""
-    assembling_bytes: int
-    """The memory they hold."""
-    pump_errors: int
-    """Times GetMessageW failed and the window went on."""
-    leased_messages: int
-    """Large messages (from 1 MiB) of a ``Sender``'s shared memory queued where they lay there,
-    with no copy: the sender writes there again only once they are freed (queue mode)."""
-    ring_frames: int
-    """Frames of a ``Sender`` taken as it announced them in its shared memory, with a posted
-    message instead of a WM_COPYDATA round trip each (queue mode, no key)."""
-    refused_pickle: int = 0
-    """Pickled messages not delivered because the receiver does not allow pickle."""
-    undecodable: int = 0
-    """Payloads the codec could not decode (delivered as bytes with ``codec == "bytes"``), or that
-    could not be read at all (dropped, and logged)."""
-    stray_replies: int = 0
-    """Replies that matched no waiting request (or, to a request made with a key, were not
-    sealed with it)."""
-
-
-def _free_message(message: Any, data: Any) -> None:
-    """Frees a message with a lease once its buffer (``data``) is gone."""
-    lib.cd_message_free(message)
+# Counts kept in Python, after those of the C core (cd_stats).
+_PYTHON_COUNTS = ("refused_pickle", "undecodable", "stray_replies")
 
 
 class Receiver:
@@ -284,7 +151,7 @@ class Receiver:
         self._counts: collections.Counter[str] = collections.Counter()
         self._pump_errors_seen = 0
         self._warned: dict[str, tuple[float, int]] = {}  # per kind of warning: when last logged, how many held back since
-        self._registrations: list[object] = []
+        self._registrations: list[_native.Registration] = []
         self._dispatcher: threading.Thread | None = None
         self._key = key
         self._on_error = on_error
@@ -292,33 +159,18 @@ class Receiver:
         self._replier = _replies.Replier(self._send_reply_now, functools.partial(self._warn, "reply"),
                                          "copydata-replies")
 
-        key_buffer = ffi.from_buffer(key) if key is not None else ffi.NULL
-        config = ffi.new("cd_receiver_config *", {
-            "max_message_size": max_message_size,
-            "max_queue_messages": max_queue_messages,
-            "max_queue_bytes": max_queue_bytes,
-            "sync": int(self._sync),
-            "allow_lower_integrity": int(bool(allow_lower_integrity)),
-            "unpack_batches": int(not self._raw and self._takes_frames),
-            "max_transfer_size": max_transfer_size,
-            "part_timeout_ms": part_timeout_ms,
-            "key": key_buffer,
-            "key_size": len(key) if key is not None else 0,
-            "report_refusals": int(on_error is not None),
-            "pass_sealed": int(self._pass_sealed),
-        })
-        handle = ffi.new("cd_receiver **")
-        error = ffi.new("uint32_t *")
-        status = lib.cd_receiver_open(config, handle, error)
-        if status != lib.CD_OK:
-            raise CopyDataError(f"could not create the receiver window: {describe_error(status, error[0])}")
-        self._handle = ffi.gc(handle[0], lib.cd_receiver_free)
-        self._hwnd = int(lib.cd_receiver_hwnd(self._handle))
+        self._native = _native.NativeReceiver(_native.ReceiverConfig(
+            max_message_size=max_message_size, max_queue_messages=max_queue_messages,
+            max_queue_bytes=max_queue_bytes, sync=self._sync, allow_lower_integrity=bool(allow_lower_integrity),
+            unpack_batches=not self._raw and self._takes_frames, max_transfer_size=max_transfer_size,
+            part_timeout_ms=part_timeout_ms, key=key, report_refusals=on_error is not None,
+            pass_sealed=self._pass_sealed))
+        self._hwnd = self._native.hwnd
         try:
             if name is not None:
-                self._register(lib.CD_REGISTRY_NAME, name)
+                self._registrations.append(_native.Registration(_native.REGISTRY_NAME, name, self._hwnd))
             for channel in self._channels:
-                self._register(lib.CD_REGISTRY_CHANNEL, channel)
+                self._registrations.append(_native.Registration(_native.REGISTRY_CHANNEL, channel, self._hwnd))
             if on_error is not None:
                 self._error_reporter = threading.Thread(
                     target=self._report_errors, name=f"copydata-errors-{self._hwnd:#x}", daemon=True)
@@ -336,23 +188,6 @@ class Receiver:
     # Batch, part and section frames (from a Sender) are taken apart in C; the reply window takes
     # only replies, each one plain WM_COPYDATA.
     _takes_frames = True
-
-    def _register(self, kind: int, name: str) -> None:
-        registration = ffi.new("cd_registration **")
-        error = ffi.new("uint32_t *")
-        status = lib.cd_registry_claim(kind, name, self._hwnd, registration, error)
-        if status == lib.CD_NAME_IN_USE:
-            raise NameInUse(f"a live receiver already holds the name {name!r}")
-        if status == lib.CD_INVALID:
-            from ._send import untrusted_slot  # _send imports this module
-
-            raise NameInUse(untrusted_slot(kind, name))
-        if status == lib.CD_FULL:
-            raise ChannelFull(f"channel {name!r} already has {lib.CD_CHANNEL_SLOTS} live subscribers")
-        if status != lib.CD_OK:
-            what = "name" if kind == lib.CD_REGISTRY_NAME else "channel"
-            raise CopyDataError(f"could not register the {what} {name!r}: {describe_error(status, error[0])}")
-        self._registrations.append(registration[0])
 
     # --- properties ---------------------------------------------------------------------
 
@@ -379,16 +214,14 @@ class Receiver:
     @property
     def stats(self) -> ReceiverStats:
         """A snapshot of the counts (still readable after close)."""
-        stats = ffi.new("cd_stats *")
-        lib.cd_receiver_stats(self._handle, stats)
-        native = [getattr(stats, field) for field in ReceiverStats._fields[:-3]]  # as in cd_stats
-        counted = [self._counts[field] for field in ReceiverStats._fields[-3:]]
-        return ReceiverStats._make(native + counted)
+        native = self._native.stats()
+        return ReceiverStats(**{field: native[field] if field in native else self._counts[field]
+                                for field in ReceiverStats._fields})
 
     # --- decoding -----------------------------------------------------------------------
 
     def _decode(self, tag: int, payload: bytes | memoryview, sender: int,
-                codec_id: int = lib.CD_NO_CODEC) -> tuple[int, Message] | None:
+                codec_id: int = _native.NO_CODEC) -> tuple[int, Message] | None:
         """The kind and the message a payload carries, or None when it must not be delivered.
 
         ``codec_id`` is set for a record of a batch frame (unpacked in C): its body is
@@ -397,10 +230,10 @@ class Receiver:
         if codec_id == _BYTES_CODEC_ID:  # most records of a batch frame: nothing to decode
             return _envelope.MESSAGE, Message(tag, payload, sender)
         if type(payload) is not bytes:  # copy=False: the receiver's buffer, as a memoryview
-            if codec_id == lib.CD_NO_CODEC and self._plain_bytes and (self._raw or payload[:4] != _envelope.MAGIC):
+            if codec_id == _native.NO_CODEC and self._plain_bytes and (self._raw or payload[:4] != _envelope.MAGIC):
                 return _envelope.MESSAGE, Message(tag, payload, sender)
             payload = bytes(payload)  # to be decoded: a copy is made anyway
-        if codec_id != lib.CD_NO_CODEC:
+        if codec_id != _native.NO_CODEC:
             return self._open_envelope(tag, sender, _envelope.Envelope(codec_id, _envelope.MESSAGE, 0, payload))
         if not self._raw and payload.startswith(_envelope.MAGIC):
             envelope = _envelope.unwrap(payload)
@@ -417,7 +250,7 @@ class Receiver:
             return self._decode(tag, payload, sender, codec_id)
         except Exception:
             self._count("undecodable")
-            self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(payload))
+            self._report(Reason.UNDECODABLE, tag, sender, len(payload))
             self._warn("undecodable", f"could not decode a message (tag={tag}, {len(payload)} bytes); it is "
                                       f"dropped", exc_info=True)
             return None
@@ -432,7 +265,7 @@ class Receiver:
             return kind, Message(tag, body.decode("utf-8", "replace"), sender, "text", request)
         if codec_id == _codecs.PickleCodec.codec_id and not self._pickle_allowed(envelope):
             self._count("refused_pickle")
-            self._report(lib.CD_REASON_PICKLE, tag, sender, len(body))
+            self._report(Reason.PICKLE, tag, sender, len(body))
             self._warn("pickle", f"refused a pickled message (tag={tag}, {len(body)} bytes, sender {sender:#x}): "
                        f"this receiver was not created with allow_pickle=True")
             if kind == _envelope.REQUEST:
@@ -451,7 +284,7 @@ class Receiver:
             return Message(tag, codec.decode(body), sender, _codecs.name_of(codec), request_id)
         except Exception as error:
             self._count("undecodable")
-            self._report(lib.CD_REASON_UNDECODABLE, tag, sender, len(body))
+            self._report(Reason.UNDECODABLE, tag, sender, len(body))
             self._warn("undecodable", f"could not decode a message (tag={tag}, {len(body)} bytes) with the "
                        f"{_codecs.name_of(codec)} codec ({error}); it is delivered as bytes")
             return Message(tag, body, sender, "bytes", request_id)
@@ -460,19 +293,14 @@ class Receiver:
         with self._state_lock:
             self._counts[what] += 1
 
-    def _report(self, reason: int, tag: int, sender: int, size: int) -> None:
+    def _report(self, reason: Reason, tag: int, sender: int, size: int) -> None:
         """Tell on_error (on its own thread, in order with the refusals made in C)."""
         if self._on_error is not None:
-            lib.cd_receiver_report(self._handle, reason, tag, sender, size)
+            self._native.report(reason, tag, sender, size)
 
     def _report_errors(self) -> None:
-        refusals = ffi.new("cd_refusal[]", _REFUSALS_PER_TAKE)
-        count = ffi.new("size_t *")
-        while lib.cd_receiver_take_refusals(self._handle, refusals, _REFUSALS_PER_TAKE,
-                                            _checks.WAIT_FOREVER_MS, count) == lib.CD_OK:
-            for index in range(count[0]):
-                native = refusals[index]
-                refusal = Refusal(_REASONS[native.reason], native.tag, native.sender, native.size, native.count)
+        for refusals in self._native.refusals():
+            for refusal in map(Refusal._make, refusals):
                 try:
                     self._on_error(refusal)  # type: ignore[misc]
                 except Exception:
@@ -539,9 +367,10 @@ class Receiver:
                              f"request {request.request_id} from {request.sender:#x}")
 
     def _send_reply_now(self, target: int, tag: int, payload: bytes) -> None:
-        from ._send import send  # _send imports this module
-
-        send(target, payload, tag=tag, timeout=self._reply_timeout, sender=self._hwnd, key=self._key)
+        if self._key is not None:
+            payload = _seal.sealer_for(self._key).seal(payload, target, tag)
+        timeout_ms = _checks.timeout_ms(self._reply_timeout)
+        _native.send(target, tag, self._hwnd, payload, len(payload), timeout_ms, SMTO_ABORTIFHUNG, self._reply_timeout)
 
     # --- queue mode ---------------------------------------------------------------------
 
@@ -568,14 +397,12 @@ class Receiver:
         messages = self._take_pushed_back(max_count)
         if messages:
             return messages
-        first = ffi.new("cd_message **")
-        leased = ffi.new("size_t *")
         while True:
             wait_ms = min(remaining_ms, _WAIT_SLICE_MS)
-            status = lib.cd_receiver_take(self._handle, max_count, wait_ms, first, leased)
-            if status == lib.CD_OK:
+            taken = self._native.take(max_count, wait_ms, self._copy)
+            if taken is not None:
                 self._log_pump_errors()
-                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy, leased[0]):
+                for tag, payload, sender, codec_id in taken:
                     decoded = self._decode_safely(tag, payload, sender, codec_id)
                     if decoded is None:
                         continue
@@ -587,11 +414,9 @@ class Receiver:
                 if messages:
                     return messages
                 continue
-            if status == lib.CD_CLOSED:
-                raise ReceiverClosed(f"receiver {self._hwnd:#x} is closed")
             if cancelled is not None and cancelled.is_set():
                 return []
-            if remaining_ms != _checks.WAIT_FOREVER_MS:
+            if remaining_ms != WAIT_FOREVER_MS:
                 remaining_ms -= wait_ms
                 if remaining_ms <= 0:
                     raise RecvTimeout(f"no message arrived within {timeout} s")
@@ -608,61 +433,6 @@ class Receiver:
                 yield self.recv()
             except ReceiverClosed:
                 return
-
-    @staticmethod
-    def _unpack(first: Any, copy: bool, leased: int) -> list[tuple[int, Any, int, int]]:
-        """The messages of a list taken from C, as (tag, payload, sender, codec id), and frees the
-        list (without copy, each payload's owner frees what it needs once it goes). C packs
-        small messages into blocks: a table read in one call, and their payloads as slices of
-        the block (copied into ``bytes`` with copy), with no C object of their own. The others
-        come one by one, as :meth:`_unpack_one_by_one` hands them over."""
-        if first.next == ffi.NULL:  # one message (one send per call): a block would only cost
-            return Receiver._unpack_one_by_one(first, copy, leased)
-        payloads: list[tuple[int, Any, int, int]] = []
-        block, block_size, count = ffi.new("char **"), ffi.new("size_t *"), ffi.new("size_t *")
-        rest, after = ffi.new("cd_message **"), ffi.new("cd_message **")
-        while first != ffi.NULL:
-            if lib.cd_messages_pack(first, block, block_size, count, rest, after) != lib.CD_OK:
-                payloads += Receiver._unpack_one_by_one(first, copy, leased)
-                break
-            whole: Any
-            if copy:
-                whole = ffi.unpack(block[0], block_size[0])
-                lib.cd_block_free(block[0])
-            else:
-                owner = ffi.gc(block[0], lib.cd_block_free, block_size[0])
-                whole = memoryview(ffi.buffer(owner, block_size[0])).toreadonly()
-            others = iter(Receiver._unpack_one_by_one(rest[0], copy, leased))
-            payloads += [(tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
-                         for tag, sender, offset, size, codec_id, packed
-                         in _PACKED_ROW.iter_unpack(whole[:count[0] * _PACKED_ROW.size])]
-            first = after[0]
-        return payloads
-
-    @staticmethod
-    def _unpack_one_by_one(first: Any, copy: bool, leased: int) -> list[tuple[int, Any, int, int]]:
-        """:meth:`_unpack` for messages each in a buffer of its own: frees the list, or,
-        without copy, hands each message's buffer to its payload, which frees it. ``leased`` of
-        them lie in a sender's section (see ``ReceiverStats.leased_messages``): their buffers
-        are not behind the message, and freeing them releases the lease."""
-        payloads = []
-        message = first
-        if copy:
-            while message != ffi.NULL:
-                payloads.append((message.tag, ffi.unpack(message.data, message.size), message.sender,
-                                 message.codec_id))
-                message = message.next
-            lib.cd_messages_free(first)
-            return payloads
-        while message != ffi.NULL:
-            following, size = message.next, message.size
-            release = (functools.partial(_free_message, message) if leased and message.lease != ffi.NULL
-                       else lib.cd_message_release)
-            owner = ffi.gc(ffi.cast("char *", message.data), release, size)
-            payloads.append((message.tag, memoryview(ffi.buffer(owner, size)).toreadonly(), message.sender,
-                             message.codec_id))
-            message = following
-        return payloads
 
     # --- asyncio ------------------------------------------------------------------------
 
@@ -706,25 +476,23 @@ class Receiver:
     # --- callback mode ------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        first = ffi.new("cd_message **")
-        leased = ffi.new("size_t *")
-        while True:
-            status = lib.cd_receiver_take(self._handle, self._batch_size, _checks.WAIT_FOREVER_MS, first, leased)
-            if status == lib.CD_CLOSED:
-                self._replier.close()  # (closed from on_message, close() has returned already)
-                lib.cd_receiver_discard(self._handle)  # nothing is left; ends on_error's thread too
-                return
-            if self._sync:
-                self._answer(first[0])
-            else:
-                for tag, payload, sender, codec_id in self._unpack(first[0], self._copy, leased[0]):
-                    self._process(tag, payload, sender, codec_id)
-            self._log_pump_errors()
-            if self._close_requested:
-                self._close_requested = False
-                lib.cd_receiver_close(self._handle)
+        try:
+            while True:
+                if self._sync:
+                    self._answer(self._native.take_sync())
+                else:
+                    for tag, payload, sender, codec_id in self._native.take(self._batch_size, WAIT_FOREVER_MS,
+                                                                            self._copy) or ():
+                        self._process(tag, payload, sender, codec_id)
+                self._log_pump_errors()
+                if self._close_requested:
+                    self._close_requested = False
+                    self._native.close()
+        except ReceiverClosed:
+            self._replier.close()  # (closed from on_message, close() has returned already)
+            self._native.discard()  # nothing is left; ends on_error's thread too
 
-    def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
+    def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = _native.NO_CODEC) -> int:
         """Decode one payload, deliver it, reply to a request; returns the answer for sync mode."""
         decoded = self._decode_safely(tag, payload, sender, codec_id)
         if decoded is None:
@@ -747,54 +515,26 @@ class Receiver:
             return _lresult(value)
         return 1
 
-    def _answer(self, native: Any) -> None:
+    def _answer(self, native: _native.SyncMessage) -> None:
         result = 0
         try:
-            if native.section != ffi.NULL and not self._copy:
-                result = self._answer_in_place(native)
+            if native.in_section and not self._copy:
+                # on_message reads it where it is, in the sender's section.
+                result = native.lend(lambda view: self._process(native.tag, view, native.sender, native.codec_id))
             else:
-                result = self._process(native.tag, ffi.unpack(native.data, native.size), native.sender,
-                                       native.codec_id)
+                result = self._process(native.tag, native.copy(), native.sender, native.codec_id)
         except Exception:
             self._warn("answer", "on_message's answer is not an LRESULT; the sender is answered 0", level=logging.ERROR,
                        exc_info=True)
         finally:
-            lib.cd_receiver_reply(self._handle, native, result)
-
-    def _answer_in_place(self, native: Any) -> int:
-        """Sync mode, a message in a sender's section: on_message reads it where it is."""
-        kept: list[Any] = []
-
-        def unmap_if_kept(_: Any) -> None:
-            if kept:
-                lib.cd_kept_section_release(kept[0])
-
-        owner = ffi.gc(ffi.cast("char *", native.data), unmap_if_kept)
-        buffer = ffi.buffer(owner, native.size)
-        del owner  # the buffer holds it: it goes with the last view of the buffer
-        whole = memoryview(buffer)
-        readonly = whole.toreadonly()
-        try:
-            return self._process(native.tag, readonly, native.sender, native.codec_id)
-        finally:
-            escaped = False
-            for view in (readonly, whole):
-                try:
-                    view.release()
-                except BufferError:  # something still exports it (numpy, say)
-                    escaped = True
-            # Only this frame and getrefcount's argument hold the buffer, unless a slice of
-            # the view outlives the callback: the section must then stay mapped as long.
-            if escaped or sys.getrefcount(buffer) > 2:
-                kept.append(lib.cd_receiver_keep_section(self._handle, native))
+            native.answer(result)
 
     def _log_pump_errors(self) -> None:
-        stats = ffi.new("cd_stats *")
-        lib.cd_receiver_stats(self._handle, stats)
-        if stats.pump_errors != self._pump_errors_seen:
-            self._warn("pump", f"saw GetMessageW fail {stats.pump_errors - self._pump_errors_seen} time(s); its "
+        pump_errors = self._native.stats()["pump_errors"]
+        if pump_errors != self._pump_errors_seen:
+            self._warn("pump", f"saw GetMessageW fail {pump_errors - self._pump_errors_seen} time(s); its "
                                f"window goes on")
-            self._pump_errors_seen = stats.pump_errors
+            self._pump_errors_seen = pump_errors
 
     # --- closing ------------------------------------------------------------------------
 
@@ -812,15 +552,15 @@ class Receiver:
             self._closed = True
             registrations, self._registrations = self._registrations, []
         for registration in registrations:
-            lib.cd_registry_withdraw(registration)
+            registration.withdraw()
         if self._dispatcher is not None and threading.current_thread() is self._dispatcher:
             self._close_requested = True
             return
-        lib.cd_receiver_close(self._handle)
+        self._native.close()
         if self._dispatcher is not None:
             self._dispatcher.join()
         self._replier.close()
-        lib.cd_receiver_discard(self._handle)
+        self._native.discard()
         if self._error_reporter is not None and threading.current_thread() is not self._error_reporter:
             self._error_reporter.join()
 

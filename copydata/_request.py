@@ -10,11 +10,11 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-from . import _codecs, _envelope, _seal
-from ._core import lib
+from . import _codecs, _envelope, _native, _seal
 from ._errors import RequestFailed, RequestTimeout
 from ._receiver import Message, Receiver
-from ._send import DEFAULT_TIMEOUT, Target, resolve, send
+from ._constants import DEFAULT_TIMEOUT
+from ._send import Target, resolve, send
 
 
 class _Waiting(NamedTuple):
@@ -73,7 +73,7 @@ class _ReplyWindow(Receiver):
             return None if sealed else payload
         return _seal.unseal(key, payload, self._hwnd, tag) if sealed else None
 
-    def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = lib.CD_NO_CODEC) -> int:
+    def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = _native.NO_CODEC) -> int:
         authentic = self._authentic(tag, bytes(payload), sender)  # a reply window always copies: bytes already
         if authentic is None:
             self._count("stray_replies")

@@ -24,8 +24,8 @@ import struct
 import threading
 from typing import Any
 
-from . import _envelope
-from ._core import lib
+from . import _envelope, _native
+from ._constants import MAX_KEY_SIZE, MIN_KEY_SIZE
 
 KIND = 7
 HEADER_SIZE = 72
@@ -38,8 +38,8 @@ def check_key(key: Any) -> bytes:
     if isinstance(key, str) or not isinstance(key, (bytes, bytearray, memoryview)):
         raise TypeError(f"key must be bytes (for example secrets.token_bytes(32)), not {type(key).__name__}")
     key = bytes(key)
-    if not lib.CD_MIN_KEY_SIZE <= len(key) <= lib.CD_MAX_KEY_SIZE:
-        raise ValueError(f"key must be {lib.CD_MIN_KEY_SIZE} to {lib.CD_MAX_KEY_SIZE} bytes long; got "
+    if not MIN_KEY_SIZE <= len(key) <= MAX_KEY_SIZE:
+        raise ValueError(f"key must be {MIN_KEY_SIZE} to {MAX_KEY_SIZE} bytes long; got "
                          f"{len(key)} (use secrets.token_bytes(32))")
     return key
 
@@ -63,7 +63,7 @@ class Sealer:
         """The sealed frame of ``inner`` (bytes-like) for window ``target`` and ``tag``."""
         with self._lock:
             counter = next(self._counter)
-        signed = _envelope.header(0, KIND) + _SIGNED.pack(self._sealer_id, counter, lib.cd_now_ms())
+        signed = _envelope.header(0, KIND) + _SIGNED.pack(self._sealer_id, counter, _native.now_ms())
         return b"".join((signed, _mac(self._key, target, tag, signed, inner), inner))
 
 

@@ -8,54 +8,25 @@ import functools
 import threading
 from typing import Any, Union
 
-from . import _checks, _codecs, _envelope, _seal
-from ._core import ffi, lib
-from ._errors import CopyDataError, MessageTooLarge, Rejected, SendFailed, SendTimeout, TargetNotFound
-from ._receiver import MAX_MESSAGE_SIZE, Receiver
-from ._win32 import describe_error
+from . import _checks, _codecs, _envelope, _native, _seal
+from ._constants import DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE, SMTO_ABORTIFHUNG
+from ._errors import CopyDataError, MessageTooLarge, Rejected, TargetNotFound
+from ._receiver import Receiver
 
-# SendMessageTimeoutW flags (winuser.h)
-SMTO_NORMAL = 0x0000
-SMTO_BLOCK = 0x0001
-SMTO_ABORTIFHUNG = 0x0002
-SMTO_NOTIMEOUTIFNOTHUNG = 0x0008
-SMTO_ERRORONEXIT = 0x0020
-
-DEFAULT_TIMEOUT = 5.0
 BROADCAST_THREADS = 32
 
 Target = Union[int, str, Receiver]
 
 
-def _registry_list(kind: int, name: str, capacity: int) -> list[int]:
-    _checks.receiver_name(name)
-    hwnds = ffi.new("uint64_t[]", capacity)
-    found = ffi.new("uint32_t *")
-    error = ffi.new("uint32_t *")
-    status = lib.cd_registry_list(kind, name, hwnds, capacity, found, error)
-    if status == lib.CD_INVALID:
-        raise CopyDataError(untrusted_slot(kind, name))
-    if status != lib.CD_OK:
-        raise CopyDataError(f"could not look up {name!r}: {describe_error(status, error[0])}")
-    return [int(hwnds[index]) for index in range(min(found[0], capacity))]
-
-
-def untrusted_slot(kind: int, name: str) -> str:
-    what = "name" if kind == lib.CD_REGISTRY_NAME else "channel"
-    return (f"the {what} {name!r} lives in a shared-memory object not made by this user (or not in committed "
-            f"memory): copydata neither believes nor writes what it holds; whoever made it can choose who "
-            f"may write there")
-
-
 def find(name: str) -> int | None:
     """The window handle of the live receiver published under ``name``, or None."""
-    hwnds = _registry_list(lib.CD_REGISTRY_NAME, name, 1)
+    hwnds = _native.registry_list(_native.REGISTRY_NAME, _checks.receiver_name(name), 1)
     return hwnds[0] if hwnds else None
 
 
 def subscribers(channel: str) -> list[int]:
     """The window handles of the live receivers subscribed to ``channel``."""
-    return _registry_list(lib.CD_REGISTRY_CHANNEL, channel, lib.CD_CHANNEL_SLOTS)
+    return _native.registry_list(_native.REGISTRY_CHANNEL, _checks.receiver_name(channel), _native.CHANNEL_SLOTS)
 
 
 def find_window(class_name: str | None = None, title: str | None = None) -> int | None:
@@ -65,10 +36,7 @@ def find_window(class_name: str | None = None, title: str | None = None) -> int 
     for value, what in ((class_name, "class_name"), (title, "title")):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{what} must be a str or None, not {type(value).__name__}")
-    hwnd = ffi.new("uint64_t *")
-    status = lib.cd_find_window(ffi.NULL if class_name is None else class_name,
-                                ffi.NULL if title is None else title, hwnd)
-    return int(hwnd[0]) if status == lib.CD_OK else None
+    return _native.find_window(class_name, title)
 
 
 def resolve(target: Target) -> int:
@@ -157,26 +125,12 @@ def send(
     if size > max_size:
         raise MessageTooLarge(f"{size} bytes is more than max_size={max_size}; nothing was sent")
 
-    result = ffi.new("intptr_t *")
-    error = ffi.new("uint32_t *")
-    status = lib.cd_send(hwnd, tag, sender_hwnd, ffi.from_buffer(payload), size, milliseconds, flags,
-                         result, error)
-    if status != lib.CD_OK:
-        raise send_error(status, error[0], hwnd, timeout)
-    if check and result[0] == 0:
+    result = _native.send(hwnd, tag, sender_hwnd, payload, size, milliseconds, flags, timeout)
+    if check and result == 0:
         raise Rejected(f"window {hwnd:#x} answered 0: it refused the message "
                        f"(a copydata receiver does so when its queue is full, the message is too large, or "
                        f"not sealed with the key it requires)")
-    return int(result[0])
-
-
-def send_error(status: int, winerror: int, hwnd: int, timeout: float | None) -> CopyDataError:
-    """The error for a failed cd_send."""
-    if status == lib.CD_TARGET_GONE:
-        return TargetNotFound(f"window {hwnd:#x} does not exist (its receiver closed or its process ended)")
-    if status == lib.CD_TIMEOUT:
-        return SendTimeout(f"window {hwnd:#x} did not answer within {timeout} s (it is busy or hung)")
-    return SendFailed(f"sending to window {hwnd:#x} failed: {describe_error(status, winerror)}", winerror)
+    return result
 
 
 async def asend(target: Target, data: Any, **options: Any) -> int:

@@ -170,7 +170,7 @@ def read_section(name: str, offset: int, size: int) -> bytes:
 def failing_once(sender: copydata.Sender) -> list[int]:
     """Makes the sender's next attempt to create a section fail; the calls made, in a list."""
     calls: list[int] = []
-    real = sender._open_section
+    real = sender._transport._open_section
 
     def open_section(least: int) -> None:
         calls.append(least)
@@ -178,5 +178,5 @@ def failing_once(sender: copydata.Sender) -> list[int]:
             raise copydata.CopyDataError("no section this time (test)")
         real(least)
 
-    sender._open_section = open_section  # type: ignore[method-assign]
+    sender._transport._open_section = open_section  # type: ignore[method-assign]
     return calls

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import copydata
-from copydata import _sender
+from copydata import _transports
 from copydata._core import lib
 from copydata._sender import SECTION_PREFIX
 from frames import DATA, MiB, UNWRITTEN, USER, Section, batch_frame, descriptor, failing_once, read_section
@@ -207,8 +207,8 @@ def test_closing_waits_for_no_release_and_makes_no_section():
     with copydata.Receiver(copy=False) as receiver:
         sender = copydata.Sender(receiver, linger=60)
         sections = []
-        real = sender._open_section
-        sender._open_section = lambda least: (sections.append(least), real(least))[1]  # type: ignore[method-assign]
+        real = sender._transport._open_section
+        sender._transport._open_section = lambda least: (sections.append(least), real(least))[1]  # type: ignore[method-assign]
         sender.send(b"a" * (3 * MiB), tag=1)
         sender.flush()  # leased, in the first half, and held in the queue
         sender.send(b"b" * (3 * MiB), tag=2)
@@ -222,7 +222,7 @@ def test_closing_waits_for_no_release_and_makes_no_section():
 def test_a_sender_offers_leases_again_after_a_pause_that_doubles():
     """A receiver that held a leased message past the grace gets copies for a while, then leases
     again once it lets go: one slow moment does not cost it reads in place for good."""
-    assert (_sender._NO_LEASES_FIRST, _sender._NO_LEASES_MAX) == (1.0, 60.0)
+    assert (_transports._NO_LEASES_FIRST, _transports._NO_LEASES_MAX) == (1.0, 60.0)
     sent: list[tuple[int, bytes]] = []
     with copydata.Receiver(copy=False) as receiver, copydata.Sender(receiver, linger=0, timeout=10) as sender:
 
@@ -265,8 +265,8 @@ def test_the_grace_for_a_release_grows_with_the_half():
     with copydata.Receiver(copy=False) as receiver:
         sender = copydata.Sender(receiver, linger=60, max_batch_bytes=32 * MiB, timeout=10)
         sections = []
-        real = sender._open_section
-        sender._open_section = lambda least: (sections.append(least), real(least))[1]  # type: ignore[method-assign]
+        real = sender._transport._open_section
+        sender._transport._open_section = lambda least: (sections.append(least), real(least))[1]  # type: ignore[method-assign]
         sender.send(b"a" * (3 * MiB), tag=1)
         sender.flush()  # leased, in the first half
         held = [receiver.recv(timeout=5)]

@@ -43,7 +43,7 @@ def test_close_from_inside_on_message_closes_after_the_callback():
         copydata.send(receiver, b"close yourself")
         assert closed_inside.wait(10)
         deadline = time.monotonic() + 10
-        while copydata._send.lib.cd_receiver_hwnd(receiver._handle) and time.monotonic() < deadline:
+        while copydata._native.lib.cd_receiver_hwnd(receiver._native._handle) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert receiver.closed
         try:

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import copydata
-from copydata import _receiver
+from copydata import _native
 from copydata._core import lib
 from peer import payload
 
@@ -119,7 +119,7 @@ class _NoMemoryToPack:
 @pytest.mark.parametrize("copy", [False, True])
 def test_when_no_block_can_be_allocated_messages_come_one_by_one(start_peer, monkeypatch, copy):
     failing = _NoMemoryToPack()
-    monkeypatch.setattr(_receiver, "lib", failing)
+    monkeypatch.setattr(_native, "lib", failing)
     with copydata.Receiver(copy=copy) as receiver:
         specs = stream_all(start_peer, receiver, SIZES)
         messages = take_all(receiver, len(specs))

@@ -186,17 +186,17 @@ def test_waiting_for_an_answer_that_never_comes_ends_in_a_typed_error_in_time():
     block = ffi.new("cd_ring_block *")
     with copydata.Receiver() as receiver:
         sender = copydata.Sender(receiver, timeout=0.5)
-        sender._ring, sender._announced = block, (5, 0, 100, 1)
+        sender._transport._ring, sender._transport._announced = block, (5, 0, 100, 1)
         started = time.monotonic()
         with pytest.raises(copydata.SendTimeout):
-            sender._await_announced()
+            sender._transport.settle()
         assert 0.5 <= time.monotonic() - started < 2
         hwnd = receiver.hwnd
     gone = copydata.Sender(hwnd, timeout=30)
-    gone._ring, gone._announced = block, (5, 0, 100, 1)
+    gone._transport._ring, gone._transport._announced = block, (5, 0, 100, 1)
     started = time.monotonic()
     with pytest.raises(copydata.TargetNotFound):
-        gone._await_announced()
+        gone._transport.settle()
     assert time.monotonic() - started < 1
 
 
