@@ -5,7 +5,7 @@
     python3 tools/modelcheck.py --broken         ... then each guard removed, which must fail
     python3 tools/modelcheck.py --defects        ... then the code's own steps where the model
                                                  differs (model/README.md), which must fail
-    python3 tools/modelcheck.py --frames 5       a larger bound (default 4)
+    python3 tools/modelcheck.py --frames 5       a larger bound (default 4; see --memory)
 
 Installs Debian's spin and gcc if missing (root only), as tools/winenv.py installs Wine. Each
 check generates its verifier (spin -a), compiles it and searches every state (depth first; a
@@ -33,7 +33,7 @@ MODEL = ROOT / "model" / "copydata.pml"
 WORK = ROOT / ".winenv" / "modelcheck"
 # pan: assertions and invalid end states; states compressed; a depth well past the model's (~400).
 # -O0: gcc takes 4 s over the generated pan.c, against 25 s with -O1 for a search at most twice as fast.
-PAN_FLAGS = ["-O0", "-DSAFETY", "-DCOLLAPSE", "-DMEMLIM=3072", "-w"]
+PAN_FLAGS = ["-O0", "-DSAFETY", "-DCOLLAPSE", "-w"]
 PAN_OPTIONS = ["-m100000", "-n"]
 
 
@@ -110,7 +110,7 @@ def ensure_tools() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, check=True)
 
 
-def run(check: Check, frames: int) -> Result:
+def run(check: Check, frames: int, memory_mb: int) -> Result:
     """Generates, compiles and runs one verifier; replays its counterexample, if any."""
     work = WORK / check.name
     shutil.rmtree(work, ignore_errors=True)
@@ -118,7 +118,7 @@ def run(check: Check, frames: int) -> Result:
     defines = [f"-D{define}" for define in (*check.defines, f"N_FRAMES={frames}")]
     subprocess.run(["spin", *defines, "-a", str(MODEL)], cwd=work, check=True, stdout=subprocess.DEVNULL)
     search = ["-DBFS"] if check.must_fail else []
-    subprocess.run(["gcc", *PAN_FLAGS, *search, "-o", "pan", "pan.c"], cwd=work, check=True)
+    subprocess.run(["gcc", *PAN_FLAGS, f"-DMEMLIM={memory_mb}", *search, "-o", "pan", "pan.c"], cwd=work, check=True)
     start = time.monotonic()
     output = subprocess.run(["./pan", *PAN_OPTIONS], cwd=work, capture_output=True, text=True).stdout
     seconds = time.monotonic() - start
@@ -146,12 +146,13 @@ def main() -> int:
     parser.add_argument("--defects", action="store_true", help="also check the code's own steps, which fail")
     parser.add_argument("--frames", type=int, default=4, help="frames the Sender sends (default 4)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="checks at once (default 2)")
+    parser.add_argument("--memory", type=int, default=3072, help="MB a check may use (default 3072)")
     options = parser.parse_args()
     ensure_tools()
     checks = [*PROPERTIES, *(BROKEN if options.broken else ()), *(DEFECTS if options.defects else ())]
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(options.jobs) as pool:
-        results = list(pool.map(lambda check: run(check, options.frames), checks))
+        results = list(pool.map(lambda check: run(check, options.frames, options.memory), checks))
     print(f"{'check':<38} {'expect':<6} {'result':<6} {'states':>11} {'depth':>6} {'time':>7}  finding")
     for result in results:
         outcome = "fail" if result.errors else ("pass" if result.complete else "INCOMPLETE")
