@@ -30,7 +30,8 @@ inline lease_release(i) {
     if
     :: cd_lease[i].references == 0 ->
        release_word[cd_lease[i].release_word] = cd_lease[i].id;
-       printf("MSC: release word of section %d half %d := %d\n", cd_lease[i].release_word / 2, cd_lease[i].release_word % 2, cd_lease[i].id);
+       printf("MSC: release word of section %d half %d := %d\n",
+              cd_lease[i].release_word / 2, cd_lease[i].release_word % 2, cd_lease[i].id);
        cd_lease[i].id = 0; cd_lease[i].release_word = 0
     :: else -> skip
     fi
@@ -176,7 +177,8 @@ end_idle:
               b_half = ring_block[p_section].offset;
               b_frame = ring_block[p_section].length;
               rings[p_section].age = 0;
-              printf("MSC: Receiver: takes the post (ring %d, lease %d): the block names frame %d, half %d, lease %d\n", p_section, p_lease, b_frame, b_half, b_lease);
+              printf("MSC: Receiver: takes the post (ring %d, lease %d): the block names frame %d, half %d, lease %d\n",
+                     p_section, p_lease, b_frame, b_half, b_lease);
               rd_header[AT(p_section, b_half)]++; rd_records[AT(p_section, b_half)]++;
               if
               :: b_lease != p_lease -> answer = ANSWER_REFUSED; rd_header[AT(p_section, b_half)]--
@@ -188,7 +190,8 @@ end_idle:
                  rings[p_section].armed = 0; rings[p_section].next_lease = 0; rings[p_section].age = 0;
                  printf("MSC: Receiver: ring %d ended by its sender\n", p_section)
               :: else ->
-                 printf("MSC: Receiver: post (ring %d, lease %d) ignored: no such ring armed for that lease\n", p_section, p_lease)
+                 printf("MSC: Receiver: post (ring %d, lease %d) ignored: no such ring armed for that lease\n",
+                        p_section, p_lease)
               fi;
               post_done();
               p_section = 0; p_lease = 0; p_frame = 0; p_half = 0; posted_frame = 0
@@ -273,6 +276,10 @@ end_idle:
            fi;
            f = 0; leased = 0; l = 0; s = 0; h = 0; i = 0
        }
+#ifdef CHECK_PROGRESS
+progress_taken:   /* a frame delivered */
+       skip
+#endif
     :: atomic {   /* cd_message_free, of any message held */
            held_count > 0 ->
            if

@@ -171,7 +171,8 @@ inline _announce(l) {
               announced_lease = l; announced_half = half; announced_frame = frame; announced_age = 0;
               next_lease = l + 1;
               answer = CD_ANSWER_LEASED_RING;
-              printf("MSC: Sender: announces frame %d in the ring block (section %d half %d, lease %d), posts\n", frame, section, half, l)
+              printf("MSC: Sender: announces frame %d in the ring block (section %d half %d, lease %d), posts\n",
+                     frame, section, half, l)
            :: full(posted) ->
               ring_armed = 0; answer = NONE;   /* the post failed */
               printf("MSC: Sender: the post fails; frame %d goes as a descriptor\n", frame)
@@ -395,6 +396,10 @@ proctype Sender() {
            answer = NONE
        }
        _flush_frame();
+#ifdef CHECK_PROGRESS
+progress_flushed:   /* a frame went out: what a non-progress cycle never reaches */
+       skip;
+#endif
        kind = 0; last = 0
     :: frame < N_FRAMES && announced_lease != 0 ->
        atomic { idle(); printf("MSC: Sender: flush() with nothing pending\n") }
