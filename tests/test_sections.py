@@ -90,6 +90,7 @@ class Section:
         kernel32.CloseHandle(ctypes.wintypes.HANDLE(self.handle))
 
 
+@pytest.mark.smoke
 def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
     size = 64 << 20
     script = tmp_path / "section_sender.py"
