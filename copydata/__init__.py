@@ -36,6 +36,7 @@ from ._errors import (
     RequestTimeout,
     SendFailed,
     SendTimeout,
+    TagTooLarge,
     TargetNotFound,
 )
 from ._receiver import MAX_MESSAGE_SIZE, REFUSAL_REASONS, Message, Receiver, ReceiverStats, Refusal
@@ -60,7 +61,7 @@ from ._version import __version__
 __all__ = [
     "BytesCodec", "Codec", "JsonCodec", "PickleCodec", "TextCodec", "Utf16Codec",
     "ChannelFull", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
-    "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TargetNotFound",
+    "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TagTooLarge", "TargetNotFound",
     "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "Receiver", "ReceiverStats", "Refusal", "Sender", "arequest", "request",
     "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
     "SMTO_NOTIMEOUTIFNOTHUNG", "asend", "broadcast", "find", "find_window", "send", "subscribers",

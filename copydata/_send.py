@@ -10,7 +10,7 @@ from typing import Any, Union
 
 from . import _checks, _codecs, _envelope, _seal
 from ._core import ffi, lib
-from ._errors import CopyDataError, MessageTooLarge, Rejected, SendFailed, SendTimeout, TargetNotFound
+from ._errors import CopyDataError, MessageTooLarge, Rejected, SendFailed, SendTimeout, TagTooLarge, TargetNotFound
 from ._receiver import MAX_MESSAGE_SIZE, Receiver
 from ._win32 import describe_error
 
@@ -22,6 +22,7 @@ SMTO_NOTIMEOUTIFNOTHUNG = 0x0008
 SMTO_ERRORONEXIT = 0x0020
 
 DEFAULT_TIMEOUT = 5.0
+_UINT32_MAX = 0xFFFFFFFF
 BROADCAST_THREADS = 32
 
 Target = Union[int, str, Receiver]
@@ -125,11 +126,16 @@ def send(
     still gives up on a hung receiver). With ``check`` (the default), an answer of 0, which
     copydata receivers give when they refuse a message, raises :class:`Rejected`.
 
+    A tag above 2**32-1 is refused with :class:`TagTooLarge` when the target is a 32-bit
+    program: its dwData has 32 bits, and the tag would not arrive (under Wine it arrives as 0).
+
     Raises :class:`TargetNotFound`, :class:`SendTimeout`, :class:`Rejected`,
-    :class:`MessageTooLarge` (nothing was sent) or :class:`SendFailed`.
+    :class:`MessageTooLarge` or :class:`TagTooLarge` (nothing was sent), or :class:`SendFailed`.
     """
     hwnd = resolve(target)
     tag = _checks.tag(tag)
+    if tag > _UINT32_MAX:
+        _check_wide_tag(hwnd, tag)
     milliseconds = _checks.timeout_ms(timeout)
     flags = _checks.send_flags(flags)
     sender_hwnd = sender.hwnd if isinstance(sender, Receiver) else (
@@ -159,6 +165,20 @@ def send(
                        f"(a copydata receiver does so when its queue is full, the message is too large, or "
                        f"not sealed with the key it requires)")
     return int(result[0])
+
+
+def _check_wide_tag(hwnd: int, tag: int) -> None:
+    """Refuse a tag that the window's process cannot receive (a 32-bit program gets 32 bits)."""
+    bits = ffi.new("uint32_t *")
+    error = ffi.new("uint32_t *")
+    status = lib.cd_window_tag_bits(hwnd, bits, error)
+    if status == lib.CD_TARGET_GONE:
+        raise TargetNotFound(f"window {hwnd:#x} does not exist (its receiver closed or its process ended)")
+    # A process that cannot be inspected (CD_WIN32_ERROR) gets the tag as asked: it is most
+    # likely a 64-bit one of higher rights, and refusing a valid send on a guess helps no one.
+    if bits[0] < 64:
+        raise TagTooLarge(f"tag {tag:#x} is above 2**32-1, and window {hwnd:#x} belongs to a 32-bit program, "
+                          f"whose dwData holds 32 bits: it would not arrive; nothing was sent")
 
 
 def send_error(status: int, winerror: int, hwnd: int, timeout: float | None) -> CopyDataError:
