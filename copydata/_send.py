@@ -178,7 +178,8 @@ def _check_wide_tag(hwnd: int, tag: int) -> None:
     # likely a 64-bit one of higher rights, and refusing a valid send on a guess helps no one.
     if bits[0] < 64:
         raise TagTooLarge(f"tag {tag:#x} is above 2**32-1, and window {hwnd:#x} belongs to a 32-bit program, "
-                          f"whose dwData holds 32 bits: it would not arrive; nothing was sent")
+                          f"whose dwData holds 32 bits (or this process is one): it would not arrive; "
+                          f"nothing was sent")
 
 
 def send_error(status: int, winerror: int, hwnd: int, timeout: float | None) -> CopyDataError:

@@ -59,7 +59,7 @@ def _check_copydata_is_installed() -> None:
 
     if os.environ.get("COPYDATA_EXPECT_INSTALLED") == "1" and imported_from_source_tree(copydata.__file__):
         pytest.exit(f"copydata was imported from the source tree ({copydata.__file__}), not from the "
-                    f"installed wheel: run the tests from outside the checkout's root, or with PYTHONSAFEPATH=1",
+                    f"installed wheel: run pytest from tests/, as tools/winenv.py test and build.bat do",
                     returncode=4)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -108,6 +109,10 @@ def test_a_tag_above_32_bits_to_a_32bit_window_is_refused_and_nothing_is_sent(wi
     for tag in (1 << 32, WIDE_TAG, (1 << 64) - 1):
         with pytest.raises(copydata.TagTooLarge, match="32-bit program"):
             copydata.send(peer.hwnd, b"never", tag=tag)
+    refused = subprocess.run([sys.executable, "-m", "copydata", "send", str(peer.hwnd), "never", "--tag", "0x100000000"],
+                             capture_output=True, text=True, timeout=60)
+    assert (refused.returncode, refused.stdout) == (5, ""), refused.stderr
+    assert "32-bit program" in refused.stderr
     assert copydata.send(peer.hwnd, b"after", tag=0xFFFFFFFF) == 1
     assert peer.received() == [(0xFFFFFFFF, b"after")]
 

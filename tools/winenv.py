@@ -3,7 +3,6 @@
 
     python3 tools/winenv.py setup            install what is missing, nothing else
     python3 tools/winenv.py build            cross-compile copydata/_core.pyd and the test programs
-    python3 tools/winenv.py strict           compile csrc/ as ISO C11 with GNU extensions as errors
     python3 tools/winenv.py wheel            build dist/*.whl (cp39-abi3-win_amd64) and the sdist
     python3 tools/winenv.py test             install the wheel into Windows CPython 3.11 and run
                                              the whole suite, then the smoke suite on 3.9 and 3.13
@@ -299,45 +298,6 @@ def build(force: bool = False) -> None:
          str(BUILD_PYTHON.directory / "libs" / "python3.lib"), *WINDOWS_LIBRARIES])
 
 
-# MSVC compiles csrc/ on Windows (setup.py, build.bat, cibuildwheel), so csrc/ must be ISO C:
-# no GNU extensions (statement expressions, zero-length arrays, case ranges, arithmetic on
-# void *, ...: -pedantic-errors), no VLAs (optional in C11, absent from MSVC), and none of the
-# GNU-only words below, which -pedantic lets through.
-STRICT_FLAGS = ["-std=c11", "-pedantic-errors", "-Werror", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                "-Wvla", "-fsyntax-only"]
-GNU_ONLY_WORDS = re.compile(r"\b(__builtin_\w+|__attribute__|__typeof__|typeof|__sync_\w+|__atomic_\w+|"
-                            r"__int128|__asm__|asm|__label__|__auto_type)\b")
-COMMENTS_AND_STRINGS = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
-
-
-def gnu_only_words(path: Path) -> list[str]:
-    """file:line: word, for each GNU-only word in the code of a C file (comments and strings aside)."""
-    text = path.read_text(encoding="utf-8")
-    code = COMMENTS_AND_STRINGS.sub(lambda match: re.sub(r"[^\n]", " ", match.group()), text)
-    return [f"{path.relative_to(ROOT)}:{code.count(chr(10), 0, match.start()) + 1}: GNU-only {match.group()!r}"
-            for match in GNU_ONLY_WORDS.finditer(code)]
-
-
-def strict_check() -> int:
-    """Compile every csrc/*.c as ISO C11 for 64-bit and 32-bit Windows; 0 when all pass."""
-    ensure_host_packages()
-    failures = 0
-    for compiler in (MINGW_GCC, MINGW_GCC_32):
-        for source in sorted((ROOT / "csrc").glob("*.c")):
-            result = subprocess.run([compiler, *STRICT_FLAGS, "-I", str(ROOT / "csrc"), str(source)],
-                                    capture_output=True, text=True, cwd=ROOT)
-            if result.returncode != 0:
-                failures += 1
-                print(f"{compiler} {' '.join(STRICT_FLAGS)} {source.relative_to(ROOT)}:\n{result.stderr}",
-                      file=sys.stderr)
-    words = [line for path in sorted((ROOT / "csrc").glob("*.[ch]")) for line in gnu_only_words(path)]
-    for line in words:
-        print(line, file=sys.stderr)
-    checked = len(list((ROOT / "csrc").glob("*.c")))
-    log(f"strict C: {failures} of {2 * checked} compilations failed, {len(words)} GNU-only words")
-    return 1 if failures or words else 0
-
-
 # --- the wheel ------------------------------------------------------------------------------
 
 # What goes into the sdist and the wheel: a change to any of them makes a new wheel.
@@ -434,11 +394,7 @@ def wine_environment(source_tree: bool = True) -> dict[str, str]:
         env["PYTHONPATH"] = windows_path(ROOT)
     else:
         env.pop("PYTHONPATH", None)
-        # Python 3.11+ then puts no current folder first on sys.path, in the test process and
-        # in the processes it starts (python -m copydata, python -c), so the checkout's
-        # copydata/ stays out of reach even from the checkout's root. The tests' conftest
-        # fails the run if copydata comes from the checkout all the same.
-        env["PYTHONSAFEPATH"] = "1"
+        # The tests' conftest fails the run if copydata comes from the checkout all the same.
         env["COPYDATA_EXPECT_INSTALLED"] = "1"
     return env
 
@@ -501,22 +457,41 @@ def ensure_installed(python: WindowsPython, wheel: Path) -> None:
     stamp.write_text(wanted + "\n")
 
 
-def run_suite(python: WindowsPython, pytest_args: list[str], cwd: Path = ROOT) -> int:
-    """pytest in an installed copy, with no PYTHONPATH: the tests import the installed copydata."""
+# Options of pytest whose value is never a path.
+PYTEST_VALUE_OPTIONS = {"-k", "-m", "-p", "-o", "-W", "--timeout", "--maxfail", "--tb", "--durations"}
+
+
+def tests_folder_arguments(pytest_args: list[str]) -> list[str]:
+    """pytest arguments given from the checkout's root, for a pytest started in tests/: each
+    path (or node id) relative to the root becomes absolute."""
+    converted = []
+    for index, argument in enumerate(pytest_args):
+        path = argument.split("::", 1)[0]
+        after_option = index > 0 and pytest_args[index - 1] in PYTEST_VALUE_OPTIONS
+        if path and not argument.startswith("-") and not after_option and (ROOT / path).exists():
+            argument = windows_path(ROOT / path) + argument[len(path):]
+        converted.append(argument)
+    return converted
+
+
+def run_suite(python: WindowsPython, pytest_args: list[str]) -> int:
+    """pytest in an installed copy, with no PYTHONPATH: the tests import the installed copydata.
+
+    It runs in tests/, as build.bat does: the current folder comes first on sys.path, in pytest
+    and in every python -m or -c the tests start, and it must not hold a copydata/ (the
+    checkout's root does). PYTHONSAFEPATH would keep it off sys.path too, but also a script's own
+    folder, which the tests' scripts rely on, and 3.9 does not know it."""
+    arguments = tests_folder_arguments(pytest_args) or [windows_path(ROOT / "tests")]
     log(f"pytest {' '.join(pytest_args)} in Windows CPython {python.version}, copydata from the wheel")
-    return windows_python(["-m", "pytest", *pytest_args], python=python, source_tree=False, cwd=cwd)
+    return windows_python(["-m", "pytest", *arguments], python=python, source_tree=False, cwd=ROOT / "tests")
 
 
 def run_smoke(wheel: Path, pytest_args: list[str]) -> int:
-    """The smoke suite (pytest -m smoke) in each of SMOKE_PYTHONS. It runs from tests/, with
-    absolute paths, because Python 3.9 knows no PYTHONSAFEPATH: the current folder must not
-    hold a copydata/."""
+    """The smoke suite (pytest -m smoke) in each of SMOKE_PYTHONS."""
     failed = 0
     for python in SMOKE_PYTHONS:
         ensure_installed(python, wheel)
-        code = run_suite(python, ["-m", "smoke", "-p", "no:cacheprovider", *pytest_args, windows_path(ROOT / "tests")],
-                         cwd=ROOT / "tests")
-        failed += code != 0
+        failed += run_suite(python, ["-m", "smoke", "-p", "no:cacheprovider", *pytest_args, "tests"]) != 0
     return 1 if failed else 0
 
 
@@ -551,7 +526,6 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("setup", help="install what is missing")
     build_parser = commands.add_parser("build", help="cross-compile copydata/_core.pyd")
     build_parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
-    commands.add_parser("strict", help="compile csrc/ as ISO C11, GNU extensions as errors")
     commands.add_parser("wheel", help="build dist/*.whl and the sdist")
     for name, text in PASSTHROUGH_COMMANDS.items():
         commands.add_parser(name, help=text, add_help=False)
@@ -567,8 +541,6 @@ def main(argv: list[str] | None = None) -> int:
         if options.command == "build":
             build(force=options.force)
             return 0
-        if options.command == "strict":
-            return strict_check()
         if options.command == "wheel":
             build_wheel()
             return 0
