@@ -182,6 +182,9 @@ def ensure_wine_prefix() -> None:
     log("configuring the Wine prefix (once)")
     run(["wine", "reg", "add", r"HKCU\Software\Wine\Drivers", "/v", "Graphics", "/d", "null", "/f"],
         env=wine_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Let the new prefix's set-up (wineboot and what it starts) end first: a 32-bit program
+    # that made a top-level window right after it failed (CreateWindowExW, error 0).
+    run(["wineserver", "-w"], env=wine_environment())
     PREFIX_STAMP.write_text("Graphics=null\n")
 
 
