@@ -8,6 +8,8 @@
                                              the whole suite, then the smoke suite on 3.9 and 3.13
     python3 tools/winenv.py test ARGS        the same install, then pytest ARGS on 3.11 only
     python3 tools/winenv.py smoke [ARGS]     the wheel installed into 3.9 and 3.13, pytest -m smoke
+    python3 tools/winenv.py buildbat [ARGS]  build.bat in a fresh copy of CPython 3.11, with the
+                                             extension built here instead of MSVC's (pytest ARGS)
     python3 tools/winenv.py python [ARGS]    run the Windows Python with the source tree importable
     python3 tools/winenv.py demo [ARGS]      a receiver process and a sender process, live
     python3 tools/winenv.py bench [ARGS]     copydata beside the alternatives (bench/run.py)
@@ -510,11 +512,32 @@ def test(pytest_args: list[str]) -> int:
     return code or smoke
 
 
+def run_build_bat(pytest_args: list[str]) -> int:
+    """build.bat as on Windows (pip install ".[tests]", pytest from tests/), in a fresh copy of
+    CPython 3.11 on PATH, offline (PIP_NO_INDEX, the pinned wheels), with setup.py told to put
+    in the extension built here (COPYDATA_PREBUILT_CORE), since Wine has no MSVC."""
+    build()
+    ensure_windows_packages(BUILD_PYTHON, BUILD_REQUIREMENTS)
+    # setuptools for pip's isolated build; build.bat's own "pip install ., tests extra" gets the rest.
+    run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--platform",
+         "win_amd64", "--python-version", "3.11", "--implementation", "cp", "-d", str(WHEELS),
+         *requirements_for(BUILD_REQUIREMENTS, "3.11")])
+    python = WindowsPython("3.11", "3.11.1", ENV_DIR / "buildbat-3.11")
+    if python.directory.exists():
+        shutil.rmtree(python.directory)
+    ensure_windows_python(python)
+    env = {"WINEPATH": windows_path(python.directory), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": windows_path(WHEELS),
+           "COPYDATA_PREBUILT_CORE": windows_path(EXTENSION)}
+    command = "import subprocess, sys; sys.exit(subprocess.call(['cmd', '/c', 'build.bat', *sys.argv[1:]]))"
+    return windows_python(["-c", command, *pytest_args], python=python, source_tree=False, extra_env=env)
+
+
 # --- commands -------------------------------------------------------------------------------
 
 PASSTHROUGH_COMMANDS = {
     "test": "install the wheel and run the test suite (arguments go to pytest)",
     "smoke": "install the wheel into CPython 3.9 and 3.13 and run the smoke suite (arguments go to pytest)",
+    "buildbat": "run build.bat in a fresh CPython 3.11, the extension built here (arguments go to pytest)",
     "python": "run the Windows Python (arguments go to it)",
     "demo": "stream messages from one process to another (arguments go to the demo)",
     "bench": "run the benchmarks side by side (arguments go to bench/run.py)",
@@ -551,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
             return test(options.args)
         if options.command == "smoke":
             return run_smoke(build_wheel(), options.args)
+        if options.command == "buildbat":
+            return run_build_bat(options.args)
         build()
         if options.command == "python":
             return windows_python(options.args, interactive=True)
