@@ -4,11 +4,16 @@ rem cffi), then run the test suite against the installed package. Arguments go t
 setlocal
 cd /d "%~dp0"
 
-python -m pip install --upgrade pip || exit /b 1
-python -m pip install ".[tests]" || exit /b 1
+rem "if errorlevel" rather than "||", which Wine 8.0's cmd runs even after a success.
+python -m pip install --upgrade pip
+if errorlevel 1 exit /b 1
+python -m pip install ".[tests]"
+if errorlevel 1 exit /b 1
 
 rem From inside tests\, "import copydata" finds the installed package, not the source tree
-rem (which has no compiled _core).
+rem (which has no compiled _core); with COPYDATA_EXPECT_INSTALLED=1 the tests' conftest stops
+rem the run if it is the source tree all the same.
+set COPYDATA_EXPECT_INSTALLED=1
 pushd tests
 python -m pytest -c ..\pyproject.toml --rootdir .. %*
 set result=%ERRORLEVEL%

@@ -37,6 +37,7 @@ from ._errors import (
     RequestTimeout,
     SendFailed,
     SendTimeout,
+    TagTooLarge,
     TargetNotFound,
 )
 from ._nrbf_format import DotNetObject
@@ -64,7 +65,8 @@ __all__ = [
     "BytesCodec", "Codec", "JsonCodec", "NrbfCodec", "PickleCodec", "TextCodec", "Utf16Codec",
     "DotNetObject", "HandlePublication", "find_published", "publish_handle",
     "ChannelFull", "CodecError", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
-    "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TargetNotFound",
+    "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TagTooLarge",
+    "TargetNotFound",
     "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "Receiver", "ReceiverStats", "Refusal", "Sender", "arequest", "request",
     "Reason", "SendFlags", "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
     "SMTO_NOTIMEOUTIFNOTHUNG", "asend", "broadcast", "find", "find_window", "send", "subscribers",

@@ -30,7 +30,7 @@ def timeout_ms(timeout: float | None, *, allow_zero: bool = False) -> int:
 
 
 def tag(value: int) -> int:
-    """A dwData value: 0 to 2**64-1 (a 32-bit peer sees only the low 32 bits)."""
+    """A dwData value: 0 to 2**64-1 (a 32-bit peer receives 32 bits: ``send`` refuses more to it)."""
     number = _integer(value, "tag")
     if not 0 <= number < _UINT64:
         raise ValueError(f"tag must be in 0..2**64-1 (it travels as dwData, a ULONG_PTR); got {number}")

@@ -10,7 +10,8 @@ import sys
 from typing import Any, Sequence
 
 from . import _codecs, _demo
-from ._errors import CopyDataError, MessageTooLarge, NameInUse, Rejected, RecvTimeout, SendTimeout, TargetNotFound
+from ._errors import (CopyDataError, MessageTooLarge, NameInUse, Rejected, RecvTimeout, SendTimeout, TagTooLarge,
+                      TargetNotFound)
 from ._receiver import Message, Receiver
 from ._send import DEFAULT_TIMEOUT, find, send
 
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_code_for(error: Exception) -> int:
     for kind, code in ((TargetNotFound, EXIT_NOT_FOUND), (SendTimeout, EXIT_TIMEOUT),
-                       ((Rejected, MessageTooLarge), EXIT_REFUSED), (NameInUse, EXIT_NAME_IN_USE),
+                       ((Rejected, MessageTooLarge, TagTooLarge), EXIT_REFUSED), (NameInUse, EXIT_NAME_IN_USE),
                        (CopyDataError, EXIT_ERROR), (ValueError, EXIT_USAGE)):
         if isinstance(error, kind):
             return code

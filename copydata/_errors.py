@@ -27,6 +27,10 @@ class MessageTooLarge(CopyDataError, ValueError):
     """The payload is larger than the limit; nothing was sent."""
 
 
+class TagTooLarge(CopyDataError, ValueError):
+    """The tag is above 2**32-1 and the target is a 32-bit program, whose dwData holds 32 bits; nothing was sent."""
+
+
 class SendFailed(CopyDataError):
     """SendMessageTimeoutW failed for another reason; ``winerror`` holds the Windows error code."""
 

@@ -200,6 +200,7 @@ int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, si
 uint32_t cd_ring_message(void);
 int cd_post_ring(uint64_t target, uint32_t message, uint64_t ring_id, uint64_t lease_id, uint32_t *win32_error);
 int cd_window_exists(uint64_t target);
+int cd_window_tag_bits(uint64_t target, uint32_t *bits, uint32_t *win32_error);
 
 int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registration **registration,
                       uint32_t *win32_error);

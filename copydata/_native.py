@@ -130,6 +130,18 @@ def post_ring(target: int, message: int, ring_id: int, lease: int) -> bool:
     return status == lib.CD_OK
 
 
+def window_tag_bits(hwnd: int) -> int:
+    """How many bits of a tag (dwData) the window's process receives: 32 for a 32-bit program
+    (or when this process is one), 64 otherwise, and this process's own width when the target's
+    cannot be inspected; TargetNotFound when the window is gone."""
+    bits = ffi.new("uint32_t *")
+    winerror = ffi.new("uint32_t *")
+    status = lib.cd_window_tag_bits(hwnd, bits, winerror)
+    if status == lib.CD_TARGET_GONE:
+        raise error(status, winerror[0], "send to", hwnd=hwnd)
+    return int(bits[0])
+
+
 def window_exists(hwnd: int) -> bool:
     return bool(lib.cd_window_exists(hwnd))
 

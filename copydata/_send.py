@@ -10,8 +10,10 @@ from typing import Any, Union
 
 from . import _checks, _codecs, _envelope, _native, _seal
 from ._constants import DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE, SMTO_ABORTIFHUNG
-from ._errors import CopyDataError, MessageTooLarge, Rejected, TargetNotFound
+from ._errors import CopyDataError, MessageTooLarge, Rejected, TagTooLarge, TargetNotFound
 from ._receiver import Receiver
+
+_UINT32_MAX = 0xFFFFFFFF
 
 BROADCAST_THREADS = 32
 
@@ -102,11 +104,16 @@ def send(
     still gives up on a hung receiver). With ``check`` (the default), an answer of 0, which
     copydata receivers give when they refuse a message, raises :class:`Rejected`.
 
+    A tag above 2**32-1 is refused with :class:`TagTooLarge` when the target is a 32-bit
+    program: its dwData has 32 bits, and the tag would not arrive (under Wine it arrives as 0).
+
     Raises :class:`TargetNotFound`, :class:`SendTimeout`, :class:`Rejected`,
-    :class:`MessageTooLarge` (nothing was sent) or :class:`SendFailed`.
+    :class:`MessageTooLarge` or :class:`TagTooLarge` (nothing was sent), or :class:`SendFailed`.
     """
     hwnd = resolve(target)
     tag = _checks.tag(tag)
+    if tag > _UINT32_MAX:
+        _check_wide_tag(hwnd, tag)
     milliseconds = _checks.timeout_ms(timeout)
     flags = _checks.send_flags(flags)
     sender_hwnd = sender.hwnd if isinstance(sender, Receiver) else (
@@ -131,6 +138,16 @@ def send(
                        f"(a copydata receiver does so when its queue is full, the message is too large, or "
                        f"not sealed with the key it requires)")
     return result
+
+
+def _check_wide_tag(hwnd: int, tag: int) -> None:
+    """Refuse a tag that the window's process cannot receive (a 32-bit program gets 32 bits)."""
+    # A process that cannot be inspected gets the tag as asked: it is most likely a 64-bit one
+    # of higher rights, and refusing a valid send on a guess helps no one.
+    if _native.window_tag_bits(hwnd) < 64:
+        raise TagTooLarge(f"tag {tag:#x} is above 2**32-1, and window {hwnd:#x} belongs to a 32-bit program, "
+                          f"whose dwData holds 32 bits (or this process is one): it would not arrive; "
+                          f"nothing was sent")
 
 
 async def asend(target: Target, data: Any, **options: Any) -> int:

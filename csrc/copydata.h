@@ -311,6 +311,10 @@ int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, si
 uint32_t cd_ring_message(void);
 int cd_post_ring(uint64_t target, uint32_t message, uint64_t ring_id, uint64_t lease_id, uint32_t *win32_error);
 int cd_window_exists(uint64_t target);
+/* How many bits of dwData the process behind the window receives: 32 for a 32-bit program
+ * (WOW64), whose ULONG_PTR drops the rest, else 64. CD_OK, CD_TARGET_GONE, or CD_WIN32_ERROR
+ * when the process cannot be inspected (bits then says only what this process can send). */
+int cd_window_tag_bits(uint64_t target, uint32_t *bits, uint32_t *win32_error);
 
 /* Publishes hwnd under a name (exclusive) or in a channel, until cd_registry_withdraw. */
 int cd_registry_claim(int kind, const wchar_t *name, uint64_t hwnd, cd_registration **registration,

@@ -55,3 +55,29 @@ int cd_window_exists(uint64_t target)
 {
     return IsWindow((HWND)(uintptr_t)target) != 0;
 }
+
+int cd_window_tag_bits(uint64_t target, uint32_t *bits, uint32_t *win32_error)
+{
+    HWND hwnd = (HWND)(uintptr_t)target;
+    DWORD process_id = 0;
+    HANDLE process;
+    BOOL wow64 = FALSE;
+
+    *win32_error = 0;
+    /* Our own dwData is no wider than our pointers, whatever the target. */
+    *bits = sizeof(ULONG_PTR) == 8 ? 64 : 32;
+    if (!GetWindowThreadProcessId(hwnd, &process_id))
+        return CD_TARGET_GONE;
+    process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, process_id);
+    if (process == NULL || !IsWow64Process(process, &wow64)) {
+        *win32_error = GetLastError();
+        if (process != NULL)
+            CloseHandle(process);
+        return CD_WIN32_ERROR;
+    }
+    CloseHandle(process);
+    /* A WOW64 process is a 32-bit program on 64-bit Windows: its ULONG_PTR has 32 bits. */
+    if (wow64)
+        *bits = 32;
+    return CD_OK;
+}

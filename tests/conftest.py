@@ -44,7 +44,27 @@ def _start_wine_desktop_quietly() -> None:
         kernel32.CloseHandle(ctypes.wintypes.HANDLE(nul))
 
 
+SOURCE_PACKAGE = Path(__file__).resolve().parent.parent / "copydata"
+
+
+def imported_from_source_tree(module_file: str) -> bool:
+    """Whether copydata was imported from this checkout's copydata/ folder."""
+    return Path(module_file).resolve().parent == SOURCE_PACKAGE
+
+
+def _check_copydata_is_installed() -> None:
+    """tools/winenv.py test and build.bat set COPYDATA_EXPECT_INSTALLED=1: the suite then tests
+    the installed package, and stops at once if it would test the checkout instead."""
+    import copydata
+
+    if os.environ.get("COPYDATA_EXPECT_INSTALLED") == "1" and imported_from_source_tree(copydata.__file__):
+        pytest.exit(f"copydata was imported from the source tree ({copydata.__file__}), not from the "
+                    f"installed wheel: run pytest from tests/, as tools/winenv.py test and build.bat do",
+                    returncode=4)
+
+
 if sys.platform == "win32":
+    _check_copydata_is_installed()
     _start_wine_desktop_quietly()
 
 
@@ -155,9 +175,15 @@ def _built_program(variable: str, source: str, name: str) -> str:
 
 @pytest.fixture
 def test_program() -> Iterator:
-    """test_program(name) -> the path of tests/native/NAME.c built for Windows (tools/winenv.py
-    builds them and names their folder in COPYDATA_TEST_PROGRAMS)."""
-    yield lambda name: _built_program("COPYDATA_TEST_PROGRAMS", "tests/native/", name)
+    """test_program(name, bits=64) -> the path of tests/native/NAME.c built for 64-bit Windows,
+    or with bits=32 for 32-bit Windows (tools/winenv.py builds both, the 32-bit ones in the
+    x86 folder under the one that COPYDATA_TEST_PROGRAMS names)."""
+
+    def find(name: str, bits: int = 64) -> str:
+        assert bits in (32, 64), bits
+        return _built_program("COPYDATA_TEST_PROGRAMS", "tests/native/", name if bits == 64 else f"x86/{name}")
+
+    yield find
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ def start_listener(name: str, *args: str) -> subprocess.Popen:
     return listener
 
 
+@pytest.mark.smoke
 def test_listen_prints_what_send_sends(unique_name):
     listener = start_listener(unique_name, "--json-lines", "--count", "3", "--codec", "text")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 
+import pytest
+
 import copydata
 from peer import QUIT_TAG, payload
 
@@ -39,10 +41,11 @@ C_MESSAGES = [(1, "Hello from C", True), (2, "héllo wörld ✓", True), (3, "no
               (4, "", True), (0xFFFFFFFF, "clef 𝄞 surrogate pair", True)]
 
 
-def test_c_sender_of_utf16_strings_is_read_as_str(test_program):
+@pytest.mark.parametrize("bits", [64, 32])
+def test_c_sender_of_utf16_strings_is_read_as_str(test_program, bits):
     with copydata.Receiver(codec="utf-16") as text_receiver, copydata.Receiver() as byte_receiver:
         for receiver in (text_receiver, byte_receiver):
-            result = subprocess.run([test_program("utf16_sender"), str(receiver.hwnd)],
+            result = subprocess.run([test_program("utf16_sender", bits), str(receiver.hwnd)],
                                     capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
             assert result.stdout.split() == ["1"] * len(C_MESSAGES)

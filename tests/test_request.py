@@ -15,6 +15,7 @@ import copydata
 from frames import wait_for
 
 
+@pytest.mark.smoke
 def test_request_to_another_process_returns_its_reply(start_peer, unique_name):
     peer = start_peer("serve", unique_name, "--fail-tag", "13")
     hwnd = peer.wait_ready()
@@ -30,6 +31,7 @@ def test_request_to_another_process_returns_its_reply(start_peer, unique_name):
     peer.finish()
 
 
+@pytest.mark.smoke
 def test_another_process_requests_and_a_callback_replies(start_peer):
     def on_message(message):
         return {"got": message.data, "tag": message.tag}

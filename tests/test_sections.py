@@ -22,6 +22,7 @@ from frames import (DATA, SEC_RESERVE, TEN, UNWRITTEN, USER, MiB, Section, batch
                     kernel32, part, read_section)
 from peer import payload
 
+@pytest.mark.smoke
 def test_a_64_mib_message_from_another_process_through_shared_memory(tmp_path):
     size = 64 << 20
     script = tmp_path / "section_sender.py"

@@ -13,6 +13,7 @@ from conftest import receive_from_script
 from copydata import _envelope
 
 
+@pytest.mark.smoke
 def test_batched_messages_from_another_process_arrive_one_by_one_in_order(tmp_path):
     with copydata.Receiver() as receiver:
         received = receive_from_script(

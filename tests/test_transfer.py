@@ -21,6 +21,7 @@ def spec_args() -> list[str]:
     return [f"{tag}:{size}:{seed}" for tag, size, seed in SPECS]
 
 
+@pytest.mark.smoke
 def test_peer_receives_every_size_byte_exact(start_peer, unique_name):
     peer = start_peer("serve", unique_name)
     hwnd = peer.wait_ready()
@@ -36,6 +37,7 @@ def test_peer_receives_every_size_byte_exact(start_peer, unique_name):
     assert copydata.find(unique_name) is None, f"{hwnd:#x} still published after the peer closed"
 
 
+@pytest.mark.smoke
 def test_peer_sends_every_size_byte_exact(start_peer):
     with copydata.Receiver() as receiver:
         peer = start_peer("send", str(receiver.hwnd), *spec_args())
