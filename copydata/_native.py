@@ -469,6 +469,13 @@ class Batch:
         part's header and bytes, over the empty frame, in the section's half."""
         ffi.memmove(ffi.cast("char *", self._batch.data) + offset, data, size)
 
+    def abandon(self) -> None:
+        """Forgets the frame without touching its memory, which the receiver may read still (an
+        announced frame): the next move() copies nothing, and start() writes the next frame's
+        header where the frame is moved to, never over this one."""
+        self._batch.size = 0
+        self._batch.records = 0
+
     def release(self) -> None:
         """Frees the frame's own memory (none, if borrowed) and starts afresh in private memory."""
         lib.cd_batch_release(self._batch)

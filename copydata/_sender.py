@@ -56,7 +56,10 @@ class Sender:
 
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
     again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
-    :meth:`flush` block meanwhile. A frame it could never take (more messages or bytes than
+    :meth:`flush` block meanwhile. A frame the receiver does not answer at all within
+    ``timeout`` (it is hung, or slow in sync mode) raises :class:`SendTimeout`: the receiver may
+    have begun it and take it still, so its messages may or may not arrive, and it is never
+    offered again (that could deliver them twice); the Sender goes on with the next frame. A frame it could never take (more messages or bytes than
     its limits allow) raises :class:`Rejected` at once instead, and its messages are lost; a
     frame holds at most 65,536 messages. An error in a background (linger) send is raised by
     the next call. Only copydata receivers understand these frames. One in sync mode takes a

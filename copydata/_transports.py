@@ -18,7 +18,7 @@ from typing import Any
 from . import _envelope, _native, _seal
 from ._constants import (KIND_PART, KIND_SECTION, PART_HEADER_SIZE, RING_IDLE_MS, SECTION_DATA_OFFSET,
                          SECTION_PREFIX, SECTION_SECRET_SIZE, SMTO_ABORTIFHUNG, Answer)
-from ._errors import Rejected, TargetNotFound
+from ._errors import Rejected, SendTimeout, TargetNotFound
 
 # What follows the envelope header in a part frame (the transfer id is in the header's
 # request-id field): the message's total size and this part's offset.
@@ -90,6 +90,13 @@ class Link:
             time.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
+    def unanswered(self, error: Exception, count: int) -> SendTimeout:
+        """The error for a frame of ``count`` messages offered and not answered in time: the
+        receiver may have begun it, and may still take it, so it is never offered again (that
+        would deliver it twice)."""
+        return SendTimeout(f"{error}; the frame of {count} messages may or may not have arrived, and is not "
+                           f"offered again")
+
     def never_fits(self, what: str) -> Rejected:
         return Rejected(f"window {self.hwnd:#x} refused {what}: it holds more messages or bytes than the "
                         f"receiver's max_queue_messages, max_message_size or max_transfer_size allow, so "
@@ -139,8 +146,12 @@ class InlineTransport:
 
     def flush(self, count: int, last: bool) -> None:
         """Offers the frame of ``count`` messages, and starts the next one."""
-        answer = self._link.deliver(0, self._batch.data, self._batch.size,
-                                    f"a frame of {count} messages; they are still pending")
+        try:
+            answer = self._link.deliver(0, self._batch.data, self._batch.size,
+                                        f"a frame of {count} messages; they are still pending")
+        except SendTimeout as error:
+            self._batch.start()
+            raise self._link.unanswered(error, count) from None
         self._batch.start()
         if answer == Answer.NEVER_FITS:
             raise self._link.never_fits(f"a frame of {count} messages, which are lost")
@@ -185,7 +196,9 @@ class SectionTransport:
         self._ring_message = 0
         self._ring_armed = False         # the receiver answered the last frame LEASED_RING ...
         self._ring_used = 0.0            # ... at this time.monotonic()
-        self._announced: tuple[int, int, int, int] | None = None  # lease, half, size, messages: unanswered
+        # The frame announced last and not yet answered: lease, half, size, messages, and when it
+        # was posted (the receiver used the ring no earlier than that).
+        self._announced: tuple[int, int, int, int, float] | None = None
 
     def in_parts(self, size: int) -> bool:
         return (self._batch.OVERHEAD + size > self.frame_limit and size > self._largest_whole
@@ -203,43 +216,62 @@ class SectionTransport:
             self._open_section(self._batch.OVERHEAD + size)
 
     def flush(self, count: int, last: bool) -> None:
-        """Offers the frame of ``count`` messages, and starts the next one (``last``: where it is,
-        as none follows; only its header is written, which the receiver has read already)."""
+        """Offers the frame of ``count`` messages, and starts the next one (``last``: none follows)."""
         what = f"a frame of {count} messages; they are still pending"
         in_section = self._batch.borrowed and self._batch.size > self._inline_limit
-        if in_section:
-            lease = self._next_lease if time.monotonic() >= self._leases_from else 0
-            announced = lease and self._ring_armed and time.monotonic() - self._ring_used < _RING_IDLE
-            answer = self._announce(lease, self._batch.size, count) if announced else None
-            if answer is None:
-                answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
-                self._note_answer(answer, lease, self._half)
-        else:
-            answer = self._deliver(0, self._batch.data, self._batch.size, what)
-        self._batch.start()
+        half = self._half
+        try:
+            if in_section:
+                lease = self._next_lease if time.monotonic() >= self._leases_from else 0
+                announced = lease and self._ring_armed and time.monotonic() - self._ring_used < _RING_IDLE
+                answer = self._announce(lease, self._batch.size, count) if announced else None
+                if answer is None:
+                    asked = time.monotonic()
+                    answer = self._deliver_section_frame(0, self._batch.size, what + " in shared memory", lease)
+                    self._note_answer(answer, lease, half, asked)
+            else:
+                answer = self._deliver(0, self._batch.data, self._batch.size, what)
+        except SendTimeout as error:
+            self._batch.abandon()
+            if in_section:  # the receiver may read that half still: the next frame goes elsewhere
+                self._leave_section()
+            self._batch.start()
+            raise self._link.unanswered(error, count) from None
         if answer == Answer.NEVER_FITS:
             # Never taken, so never read: the next frame starts where this one was, and the Sender stays usable.
+            self._batch.start()
             raise self._link.never_fits(f"a frame of {count} messages, which are lost")
-        if not last and in_section and answer == Answer.SECTION_KEPT:
+        # The frame is the receiver's now, and an announced one is read only later: the next frame
+        # starts in the other half (or a new section), never over it, not even its header.
+        self._batch.abandon()
+        if last:
+            return
+        if in_section and answer == Answer.SECTION_KEPT:
             # The receiver still reads this section (views kept past sync-mode callbacks).
             self._leave_section()
-        elif not last and self._batch.borrowed:
+        elif self._batch.borrowed:
             self._switch_half()
+        self._batch.start()
 
     def settle(self) -> None:
         """Waits for the receiver's answer to the frame announced last (if any), and offers it
         as a descriptor should the receiver have refused it (its queue was full)."""
         if self._announced is None:
             return
-        lease, half, size, count = self._announced
+        lease, half, size, count, posted = self._announced
         ring = self._ring
         start = time.monotonic()
         look_for_window = start + 0.05
         while ring.answer >> 8 != lease:
             now = time.monotonic()
             if self._link.timeout is not None and now - start > self._link.timeout:
+                # The post cannot be taken back, and the receiver may still take the frame: its
+                # half counts as leased, so that it is written again only once released (or the
+                # Sender moves to a new section, after the grace).
                 self._announced, self._ring_armed = None, False
-                raise _native.error(_native.TIMEOUT, 0, "send to", hwnd=self._link.hwnd, timeout=self._link.timeout)
+                self._leases[half] = lease
+                error = _native.error(_native.TIMEOUT, 0, "send to", hwnd=self._link.hwnd, timeout=self._link.timeout)
+                raise self._link.unanswered(error, count)
             if now > look_for_window:
                 if not _native.window_exists(self._link.hwnd):
                     self._announced, self._ring_armed = None, False
@@ -250,12 +282,18 @@ class SectionTransport:
         self._announced = None
         answer = ring.answer & 0xFF
         if answer == Answer.REFUSED:
-            answer = self._deliver_section_frame(0, size, f"a frame of {count} messages announced in shared "
-                                                 f"memory, which are lost", lease, half)
+            posted = time.monotonic()
+            try:
+                answer = self._deliver_section_frame(0, size, f"a frame of {count} messages announced in shared "
+                                                     f"memory, which are lost", lease, half)
+            except SendTimeout as error:
+                self._ring_armed = False
+                self._leases[half] = lease  # as above: it may be taken still
+                raise self._link.unanswered(error, count) from None
         if answer == Answer.NEVER_FITS:
             self._ring_armed = False
             raise self._link.never_fits(f"a frame of {count} messages, which are lost")
-        self._note_answer(answer, lease, half)
+        self._note_answer(answer, lease, half, posted)
 
     def close(self) -> None:
         self._end_ring()
@@ -283,13 +321,15 @@ class SectionTransport:
                       + self._section_name)
         return self._deliver(tag, _native.pointer(descriptor), len(descriptor), what)
 
-    def _note_answer(self, answer: int, lease: int, half: int) -> None:
+    def _note_answer(self, answer: int, lease: int, half: int, asked: float) -> None:
         """What a section frame's answer says: held under its lease, and whether the receiver
-        takes the next frame as announced in the ring block."""
+        takes the next frame as announced in the ring block. ``asked``: when the frame was sent
+        or posted; the receiver used the ring then or later, never earlier, so the ring counts
+        as used then (its answer may be read much later, by a flush)."""
         if lease and answer in (Answer.LEASED, Answer.LEASED_RING):
             self._leases[half], self._next_lease = lease, max(self._next_lease, lease + 1)
         self._ring_armed = answer == Answer.LEASED_RING
-        self._ring_used = time.monotonic()
+        self._ring_used = asked
 
     def _announce(self, lease: int, size: int, count: int) -> int | None:
         """Announces the frame in the current half in the ring block, with a posted message: no
@@ -297,14 +337,17 @@ class SectionTransport:
         LEASED_RING, for the frame is the receiver's to take now, or None when the post failed
         (its message queue is full, say): the frame is then to be offered as a descriptor."""
         self.settle()  # one at a time: its lease must be known before its half is written again
+        if not self._ring_armed:
+            return None  # the answer just awaited ended the ring: the receiver would ignore a post
         ring = self._ring
         ring.offset, ring.length = self._half_offset(self._half), size
         ring.release_offset = _native.RELEASE_WORDS_OFFSET + 8 * self._half
         ring.lease_id = lease  # last: the receiver reads the others only for this lease
+        posted = time.monotonic()
         if not _native.post_ring(self._link.hwnd, self._ring_message, self._ring_id, lease):
             self._ring_armed = False
             return None
-        self._announced = (lease, self._half, size, count)
+        self._announced = (lease, self._half, size, count, posted)
         self._next_lease = lease + 1
         return Answer.LEASED_RING
 

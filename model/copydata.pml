@@ -1,5 +1,5 @@
 /*
- * copydata's shared-memory handshakes, for spin: a Sender (copydata/_sender.py), the receiver's
+ * copydata's shared-memory handshakes, for spin: a Sender (SectionTransport, copydata/_transports.py), the receiver's
  * window procedure (csrc/receiver.c) and the consumer (Python taking messages and freeing
  * them: cd_receiver_take, cd_message_free). Names follow the code; model/README.md says what
  * is abstracted, what is checked, and the switches (-D) that remove one guard at a time.

@@ -14,7 +14,7 @@ inline write_records(s, h) {
     half_frame[AT(s, h)] = frame
 }
 
-/* cd_batch_start (_start_frame) and cd_batch_move (_switch_half): a frame's envelope header. */
+/* cd_batch_start (batch_start) and cd_batch_move (_switch_half): a frame's envelope header. */
 inline write_header(s, h) {
     assert(rd_header[AT(s, h)] == 0)
 }
@@ -110,8 +110,8 @@ inline _note_answer(a, l, h, age) {
 }
 
 /* Waits for the answer to the frame announced last, and offers it as a descriptor if it was
- * refused (_await_announced). */
-inline _await_announced() {
+ * refused (settle). */
+inline settle() {
     if
     :: announced_lease != 0 ->
        if
@@ -149,7 +149,7 @@ inline _await_announced() {
  * (_announce): answer CD_ANSWER_LEASED_RING, or NONE to offer it as a descriptor. */
 inline _announce(l) {
 #ifndef BREAK_RING_WAIT
-    _await_announced();       /* one at a time */
+    settle();       /* one at a time */
 #endif
     atomic {
 #ifndef CODE_ANNOUNCE_AFTER_DISARM
@@ -198,7 +198,7 @@ inline _end_ring() {
 
 /* Moves the (empty) frame into the first half of a new section (_open_section). */
 inline _open_section() {
-    _await_announced();       /* in the section left behind */
+    settle();       /* in the section left behind */
     atomic {
         if
         :: have_section && section + 1 >= N_SECTIONS -> goto sender_end   /* the model's bound */
@@ -259,9 +259,9 @@ inline _switch_half() {
     released = 0
 }
 
-/* _start_frame: the next frame's header. The code writes it where this frame lies, which the
+/* batch_start: the next frame's header. The code writes it where this frame lies, which the
  * receiver has checked unless the frame was announced (CODE_HEADER_REWRITE, see the README). */
-inline _start_frame(announced) {
+inline batch_start(announced) {
 #ifdef CODE_HEADER_REWRITE
     if
     :: have_section ->
@@ -285,12 +285,12 @@ inline _flush_frame() {
     if
     :: kind == INLINE ->
 #ifndef BREAK_RING_WAIT_DELIVER
-       _await_announced();    /* _deliver: a window takes sent messages before posted ones */
+       settle();    /* _deliver: a window takes sent messages before posted ones */
 #endif
        offer(INLINE, frame, 0, 0, 0, 0);
        atomic {
            accepted_by_sender[frame] = 1;
-           _start_frame(0)
+           batch_start(0)
        }
     :: kind != INLINE ->
        if
@@ -300,16 +300,16 @@ inline _flush_frame() {
        if
        :: answer == NONE ->
 #ifndef BREAK_RING_WAIT_DELIVER
-          _await_announced();
+          settle();
 #endif
           offer(SECTION, frame, section, half, lease, lease != 0);
           atomic {
               accepted_by_sender[frame] = 1;
               _note_answer(answer, lease, half, 0);
-              _start_frame(0)
+              batch_start(0)
           }
        :: else ->
-          atomic { _start_frame(1) }
+          atomic { batch_start(1) }
        fi
     fi;
     if
@@ -403,12 +403,12 @@ progress_flushed:   /* a frame went out: what a non-progress cycle never reaches
        kind = 0; last = 0
     :: frame < N_FRAMES && announced_lease != 0 ->
        atomic { idle(); printf("MSC: Sender: flush() with nothing pending\n") }
-       _await_announced()
+       settle()
     :: else -> break
     od;
     /* close(): the rest of it */
     atomic { idle() }
-    _await_announced();
+    settle();
     atomic { _end_ring() }
 sender_end:
     atomic { printf("MSC: Sender: done\n"); sender_done = 1 }

@@ -186,14 +186,16 @@ def test_waiting_for_an_answer_that_never_comes_ends_in_a_typed_error_in_time():
     block = ffi.new("cd_ring_block *")
     with copydata.Receiver() as receiver:
         sender = copydata.Sender(receiver, timeout=0.5)
-        sender._transport._ring, sender._transport._announced = block, (5, 0, 100, 1)
+        sender._transport._ring, sender._transport._announced = block, (5, 0, 100, 1, time.monotonic())
         started = time.monotonic()
-        with pytest.raises(copydata.SendTimeout):
+        with pytest.raises(copydata.SendTimeout, match="may or may not have arrived"):
             sender._transport.settle()
         assert 0.5 <= time.monotonic() - started < 2
+        # Model finding 4: the receiver may take the frame still, so its half counts as leased.
+        assert sender._transport._leases[0] == 5
         hwnd = receiver.hwnd
     gone = copydata.Sender(hwnd, timeout=30)
-    gone._transport._ring, gone._transport._announced = block, (5, 0, 100, 1)
+    gone._transport._ring, gone._transport._announced = block, (5, 0, 100, 1, time.monotonic())
     started = time.monotonic()
     with pytest.raises(copydata.TargetNotFound):
         gone._transport.settle()
@@ -227,3 +229,24 @@ def test_a_ring_id_rewritten_by_its_sender_moves_the_ring_and_the_old_id_is_forg
             assert (receiver.stats.ring_frames, receiver.stats.refused_messages) == (2, 0)
     finally:
         ours.close()
+
+
+def test_a_frame_after_one_that_ended_the_ring_is_sent_as_a_descriptor(start_peer):
+    """Model finding 1 (model/README.md): an announced frame that the receiver copies (no record
+    of 1 MiB) ends the ring, and the next frame, which the Sender had meant to announce, must go
+    as a descriptor: a post would be ignored, and the frame lost after the Sender's time-out."""
+    specs = [(1, 2 * MiB, 1), (2, 200 << 10, 2), (3, 2 * MiB, 3)]
+    expected = [payload(size, seed) for _, size, seed in specs]
+    with copydata.Receiver() as receiver:
+        # Frames of 1 MiB: the 2 MiB messages go whole, each alone; the 200 KiB one alone between
+        # them, in shared memory too (above 64 KiB).
+        peer = start_peer("stream", str(receiver.hwnd), *(f"{t}:{s}:{seed}" for t, s, seed in specs),
+                          "--max-batch-bytes", str(MiB), "--shm-threshold", str(64 << 10))
+        started = time.monotonic()
+        got = [receiver.recv(timeout=10) for _ in specs]
+        assert [(m.tag, m.data) for m in got] == [(tag, data) for (tag, _, _), data in zip(specs, expected)]
+        assert peer.read(timeout=30) == {"sent": len(specs)}
+        assert time.monotonic() - started < 10
+        stats = receiver.stats
+    assert stats.ring_frames >= 1  # the 200 KiB frame was announced
+    assert stats.refused_messages == 0

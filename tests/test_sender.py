@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -271,3 +273,42 @@ def test_a_hand_made_valid_frame_is_accepted_record_by_record():
     with copydata.Receiver() as receiver:
         copydata.send(receiver, frame(record(5, b"one") + record(6, b"") + record(7, b"three")))
         assert [(m.tag, m.data) for m in receiver.recv_many(3, timeout=5)] == [(5, b"one"), (6, b""), (7, b"three")]
+
+
+UNANSWERED_SENDER = """
+import sys, time, copydata
+hwnd, threshold = int(sys.argv[1]), sys.argv[2]
+sender = copydata.Sender(hwnd, timeout=0.5, linger=0, shm_threshold=None if threshold == "none" else int(threshold))
+try:
+    sender.send(b"slow" * 500, tag=1)
+    print("answered in time")
+except copydata.SendTimeout as error:
+    print("may or may not have arrived" in str(error) and "timed out" or str(error))
+time.sleep(2.5)  # the receiver has taken the first frame meanwhile
+sender.send(b"next" * 500, tag=2)
+sender.close()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("shm_threshold", ["none", "1000"], ids=["in-WM_COPYDATA", "in-shared-memory"])
+def test_a_frame_not_answered_in_time_is_never_offered_again(tmp_path, shm_threshold):
+    """Model finding 3 (model/README.md): a receiver that has begun a frame when the Sender's
+    time-out comes still takes it, so offering it again would deliver it twice (and, in shared
+    memory, leave a second lease on the half). The Sender says the frame may or may not have
+    arrived and drops it: every message arrives at most once, and the next ones all."""
+    tags = []
+
+    def on_message(message: copydata.Message) -> int:
+        if message.tag == 1:
+            time.sleep(1.5)  # longer than the Sender's time-out
+        tags.append(message.tag)
+        return 1
+
+    script = tmp_path / "unanswered_sender.py"
+    script.write_text(UNANSWERED_SENDER)
+    with copydata.Receiver(on_message=on_message, sync=True) as receiver:
+        done = subprocess.run([sys.executable, str(script), str(receiver.hwnd), shm_threshold],
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout.split() == ["timed", "out", "done"], done.stdout + done.stderr
+    assert tags == [1, 2]

@@ -71,7 +71,7 @@ DEFECTS = (
     Check("code-announce-after-disarm-no-faults", ("CODE_ANNOUNCE_AFTER_DISARM", "NO_FAULTS"), True,
           "... and with nothing failing, the Sender waits for an answer that never comes"),
     Check("code-header-rewrite", ("CODE_HEADER_REWRITE",), True,
-          "_start_frame rewrites the header of a frame announced and not yet read"),
+          "batch_start rewrites the header of a frame announced and not yet read"),
     Check("code-after-send-timeout", ("CODE_AFTER_SEND_TIMEOUT",), True,
           "after a SendMessageTimeoutW time-out the frame is offered again"),
     Check("code-after-send-timeout-lease", ("CODE_AFTER_SEND_TIMEOUT", "TOLERATE_DUPLICATES"), True,
