@@ -109,39 +109,68 @@ enum window_phase { WINDOW_CREATING, WINDOW_LIVE, WINDOW_DESTROYING, WINDOW_DEST
 #define PART_SWEEP_TIMER 1
 #define PART_SWEEP_INTERVAL_MS 1000
 
-struct cd_receiver {
-    cd_receiver_config config;
-    /* Only the pump thread touches these (and close, once that thread has ended). */
+/* The window and its pump thread. */
+typedef struct receiver_window {
+    HWND hwnd;                    /* guarded by the lock */
+    HANDLE thread;                /* guarded by the lock */
+    DWORD thread_id;
+    int state;                    /* 0 being created, 1 created, -1 creation failed: guarded by the lock */
+    enum window_phase phase;      /* only the pump thread touches it */
+    DWORD open_error;
+    int stopping;                 /* close has begun: refuse new messages; WM_CLOSE destroys the window */
+    int closed;                   /* the pump thread has ended: nothing more will be queued */
+} receiver_window;
+
+/* The messages waiting to be taken, in arrival order: head and tail guarded by the lock. */
+typedef struct message_queue {
+    cd_message *head;
+    cd_message *tail;
+    int unannounced;              /* pump thread only: messages were queued and the takers not yet woken */
+} message_queue;
+
+/* Split messages whose parts are still arriving: pump thread only. */
+typedef struct transfer_table {
     cd_transfer *transfers;
-    size_t transfer_count;
-    size_t transfer_bytes;
+    size_t count;
+    size_t bytes;                 /* what they reserve, against max_queue_bytes */
+} transfer_table;
+
+/* What the receiver reads of senders' shared memory: pump thread only. */
+typedef struct shm_reader {
     void *user_sid;               /* sections must be owned by this user */
     mapped_section mapped[MAPPED_SECTIONS];
     ring rings[CD_MAX_RINGS];
     UINT ring_message;            /* CD_RING_MESSAGE's number (0: none, so no ring is armed) */
-    cd_pool *pool;                /* created with the first large message */
-    cd_mac *mac;                  /* set: only sealed frames are accepted */
+} shm_reader;
+
+/* A receiver with a key: only sealed frames are accepted. Pump thread only. */
+typedef struct seal_check {
+    cd_mac *mac;                  /* set: the receiver has a key */
     cd_replay replay;
-    int queued_unannounced;       /* messages were queued and the takers not yet woken */
-    SRWLOCK lock;                 /* guards everything below */
-    CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
-    cd_message *head;
-    cd_message *tail;
-    cd_stats stats;
-    HWND hwnd;
-    HANDLE thread;
-    DWORD thread_id;
-    int window_state;             /* 0 being created, 1 created, -1 creation failed */
-    enum window_phase window_phase; /* only the pump thread touches it */
-    DWORD open_error;
-    int stopping;                 /* close has begun: refuse new messages; WM_CLOSE destroys the window */
-    int closed;                   /* the pump thread has ended: nothing more will be queued */
-    /* Refusals kept for on_error (config.report_refusals): a ring, then counts by reason. */
-    cd_refusal refusals[CD_REFUSAL_RING];
-    size_t refusal_first;
-    size_t refusal_count;
+} seal_check;
+
+/* Refusals kept for on_error (config.report_refusals): a ring, then counts by reason. Guarded
+ * by the lock. */
+typedef struct refusal_log {
+    cd_refusal ring[CD_REFUSAL_RING];
+    size_t first;
+    size_t count;
     cd_refusal merged[CD_REASON_COUNT];
-    int reports_ended;            /* discarded: nothing more will be reported */
+    int ended;                    /* discarded: nothing more will be reported */
+} refusal_log;
+
+struct cd_receiver {
+    cd_receiver_config config;
+    SRWLOCK lock;                 /* guards the stats, and what each part below says */
+    CONDITION_VARIABLE changed;   /* a message was queued, taken or answered; the window came or went */
+    cd_stats stats;
+    receiver_window window;
+    message_queue queue;
+    cd_pool *pool;                /* created with the first large message */
+    transfer_table parts;
+    shm_reader shm;
+    seal_check seals;
+    refusal_log refusals;
 };
 
 static uint64_t *reason_count(cd_receiver *r, int reason)
@@ -164,10 +193,10 @@ static void report(cd_receiver *r, int reason, const arrival *a)
 {
     cd_refusal *kept;
 
-    if (!r->config.report_refusals || r->reports_ended || reason <= 0 || reason >= CD_REASON_COUNT)
+    if (!r->config.report_refusals || r->refusals.ended || reason <= 0 || reason >= CD_REASON_COUNT)
         return;
-    if (r->refusal_count < CD_REFUSAL_RING) {
-        kept = &r->refusals[(r->refusal_first + r->refusal_count++) % CD_REFUSAL_RING];
+    if (r->refusals.count < CD_REFUSAL_RING) {
+        kept = &r->refusals.ring[(r->refusals.first + r->refusals.count++) % CD_REFUSAL_RING];
         kept->reason = reason;
         kept->tag = a->tag;
         kept->sender = a->sender;
@@ -175,7 +204,7 @@ static void report(cd_receiver *r, int reason, const arrival *a)
         kept->count = 1;
     } else {
         /* on_error has fallen behind: keep counting, by reason, without growing. */
-        kept = &r->merged[reason];
+        kept = &r->refusals.merged[reason];
         if (kept->count++ == 0) {
             kept->reason = reason;
             kept->tag = a->tag;
@@ -214,11 +243,11 @@ static LRESULT refuse_never_fits(cd_receiver *r, const arrival *a)
 static void append(cd_receiver *r, cd_message *m)
 {
     m->next = NULL;
-    if (r->tail)
-        r->tail->next = m;
+    if (r->queue.tail)
+        r->queue.tail->next = m;
     else
-        r->head = m;
-    r->tail = m;
+        r->queue.head = m;
+    r->queue.tail = m;
     r->stats.received_messages++;
     r->stats.received_bytes += m->size;
     r->stats.queued_messages++;
@@ -229,7 +258,7 @@ static void append(cd_receiver *r, cd_message *m)
 
 static void unlink_message(cd_receiver *r, cd_message *m)
 {
-    cd_message **link = &r->head;
+    cd_message **link = &r->queue.head;
     cd_message *previous = NULL;
     while (*link && *link != m) {
         previous = *link;
@@ -238,8 +267,8 @@ static void unlink_message(cd_receiver *r, cd_message *m)
     if (*link == NULL)
         return;
     *link = m->next;
-    if (r->tail == m)
-        r->tail = previous;
+    if (r->queue.tail == m)
+        r->queue.tail = previous;
     r->stats.queued_messages--;
     r->stats.queued_bytes -= m->size;
 }
@@ -262,7 +291,7 @@ static int hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned c
     m.section = section;
 
     AcquireSRWLockExclusive(&r->lock);
-    if (r->stopping) {
+    if (r->window.stopping) {
         count_refusal(r, CD_REASON_CLOSING, a);
         ReleaseSRWLockExclusive(&r->lock);
         return 0;
@@ -271,7 +300,7 @@ static int hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned c
     WakeAllConditionVariable(&r->changed);
     while (!m.replied) {
         /* Once Python holds the message it must answer before m leaves this stack frame. */
-        if (r->stopping && !m.taken) {
+        if (r->window.stopping && !m.taken) {
             unlink_message(r, &m);
             r->stats.dropped_messages++;
             r->stats.dropped_bytes += m.size;
@@ -293,7 +322,7 @@ static int make_room(cd_receiver *r, size_t count, size_t bytes, const arrival *
     int stopping, full;
 
     AcquireSRWLockShared(&r->lock);
-    stopping = r->stopping;
+    stopping = r->window.stopping;
     full = count > r->config.max_queue_messages - r->stats.queued_messages
            || bytes > r->config.max_queue_bytes - r->stats.queued_bytes;
     ReleaseSRWLockShared(&r->lock);
@@ -485,7 +514,7 @@ static void append_all(cd_receiver *r, cd_message *first)
         first = next;
     }
     ReleaseSRWLockExclusive(&r->lock);
-    r->queued_unannounced = 1;
+    r->queue.unannounced = 1;
 }
 
 /* A frame in a sender's section is answered before its bytes are copied out, so that the
@@ -560,8 +589,8 @@ static void unlink_transfer(cd_receiver *r, cd_transfer **link, int dropped)
     cd_transfer *t = *link;
 
     *link = t->next;
-    r->transfer_count--;
-    r->transfer_bytes -= t->reserved;
+    r->parts.count--;
+    r->parts.bytes -= t->reserved;
     AcquireSRWLockExclusive(&r->lock);
     r->stats.assembling_messages--;
     r->stats.assembling_bytes -= t->reserved;
@@ -589,7 +618,7 @@ static void drop_transfer(cd_receiver *r, cd_transfer **link)
 
 static void drop_stale_transfers(cd_receiver *r, ULONGLONG now)
 {
-    cd_transfer **link = &r->transfers;
+    cd_transfer **link = &r->parts.transfers;
     while (*link) {
         if (now - (*link)->last_part_ms >= r->config.part_timeout_ms)
             drop_transfer(r, link);
@@ -600,7 +629,7 @@ static void drop_stale_transfers(cd_receiver *r, ULONGLONG now)
 
 static cd_transfer **find_transfer(cd_receiver *r, uint64_t sender, uint64_t transfer_id)
 {
-    cd_transfer **link = &r->transfers;
+    cd_transfer **link = &r->parts.transfers;
     while (*link && ((*link)->sender != sender || (*link)->transfer_id != transfer_id))
         link = &(*link)->next;
     return link;
@@ -612,10 +641,10 @@ static cd_transfer **find_transfer(cd_receiver *r, uint64_t sender, uint64_t tra
  * Whether the room is there now. */
 static int make_transfer_room(cd_receiver *r, size_t bytes, int a_slot, const cd_transfer *keep, ULONGLONG now)
 {
-    while ((a_slot && r->transfer_count >= CD_MAX_TRANSFERS)
-           || bytes > r->config.max_queue_bytes - r->transfer_bytes) {
+    while ((a_slot && r->parts.count >= CD_MAX_TRANSFERS)
+           || bytes > r->config.max_queue_bytes - r->parts.bytes) {
         cd_transfer **link, **stalest = NULL;
-        for (link = &r->transfers; *link; link = &(*link)->next)
+        for (link = &r->parts.transfers; *link; link = &(*link)->next)
             if (*link != keep && now - (*link)->last_part_ms >= TRANSFER_IDLE_MS
                 && (stalest == NULL || (*link)->last_part_ms < (*stalest)->last_part_ms))
                 stalest = link;
@@ -650,7 +679,7 @@ static int reserve_transfer(cd_receiver *r, cd_transfer *t, size_t needed, ULONG
         release_message(t->message);
     }
     t->message = grown;
-    r->transfer_bytes += reserved - t->reserved;
+    r->parts.bytes += reserved - t->reserved;
     AcquireSRWLockExclusive(&r->lock);
     r->stats.assembling_bytes += reserved - t->reserved;
     ReleaseSRWLockExclusive(&r->lock);
@@ -674,9 +703,9 @@ static cd_transfer *begin_transfer(cd_receiver *r, const arrival *a, const cd_pa
         free(t);
         return NULL;
     }
-    t->next = r->transfers;
-    r->transfers = t;
-    r->transfer_count++;
+    t->next = r->parts.transfers;
+    r->parts.transfers = t;
+    r->parts.count++;
     AcquireSRWLockExclusive(&r->lock);
     r->stats.assembling_messages++;
     ReleaseSRWLockExclusive(&r->lock);
@@ -700,7 +729,7 @@ static LRESULT accept_part(cd_receiver *r, const arrival *a, const cd_part *part
             return refuse_never_fits(r, a);
         if ((t = begin_transfer(r, a, part, now)) == NULL)
             return refuse(r, CD_REASON_QUEUE_FULL, a);
-        link = &r->transfers;
+        link = &r->parts.transfers;
     } else {
         t = *link;
         if (t == NULL || part->offset != t->received || part->total != t->total
@@ -743,8 +772,8 @@ static void unmap_idle_sections(cd_receiver *r, ULONGLONG now, ULONGLONG idle_ms
 {
     size_t i;
     for (i = 0; i < MAPPED_SECTIONS; i++)
-        if (r->mapped[i].view && now - r->mapped[i].used_ms >= idle_ms)
-            unmap_section(&r->mapped[i]);
+        if (r->shm.mapped[i].view && now - r->shm.mapped[i].used_ms >= idle_ms)
+            unmap_section(&r->shm.mapped[i]);
 }
 
 /* Whether a mapped section is the one a descriptor's secret names: its magic, then the secret,
@@ -770,24 +799,24 @@ static int proves_right(const mapped_section *section, const unsigned char *secr
 static mapped_section *map_section(cd_receiver *r, const uint16_t *name, const unsigned char *secret,
                                    ULONGLONG now)
 {
-    mapped_section *slot = &r->mapped[0];
+    mapped_section *slot = &r->shm.mapped[0];
     size_t i;
 
     for (i = 0; i < MAPPED_SECTIONS; i++) {
-        if (r->mapped[i].view && wcscmp((const wchar_t *)r->mapped[i].name, (const wchar_t *)name) == 0) {
-            if (!proves_right(&r->mapped[i], secret))
+        if (r->shm.mapped[i].view && wcscmp((const wchar_t *)r->shm.mapped[i].name, (const wchar_t *)name) == 0) {
+            if (!proves_right(&r->shm.mapped[i], secret))
                 return NULL;
-            r->mapped[i].used_ms = now;
-            return &r->mapped[i];
+            r->shm.mapped[i].used_ms = now;
+            return &r->shm.mapped[i];
         }
-        if (slot->view && (r->mapped[i].view == NULL || r->mapped[i].used_ms < slot->used_ms))
-            slot = &r->mapped[i];
+        if (slot->view && (r->shm.mapped[i].view == NULL || r->shm.mapped[i].used_ms < slot->used_ms))
+            slot = &r->shm.mapped[i];
     }
     unmap_section(slot);
     slot->mapping = (kept_section *)malloc(sizeof *slot->mapping);
     if (slot->mapping == NULL)
         return NULL;
-    if (cd_section_map(name, r->user_sid, &slot->view, &slot->size, &slot->writable) != CD_OK) {
+    if (cd_section_map(name, r->shm.user_sid, &slot->view, &slot->size, &slot->writable) != CD_OK) {
         free(slot->mapping);
         memset(slot, 0, sizeof *slot);
         return NULL;
@@ -859,15 +888,15 @@ static ring *ring_slot(cd_receiver *r, const cd_section_descriptor *descriptor, 
     size_t i;
 
     *id = 0;
-    if (descriptor->ring_offset == 0 || r->mac != NULL || r->ring_message == 0 || !section->writable
+    if (descriptor->ring_offset == 0 || r->seals.mac != NULL || r->shm.ring_message == 0 || !section->writable
         || section->size < CD_RING_SIZE || descriptor->ring_offset > section->size - CD_RING_SIZE)
         return NULL;
     *id = ((volatile const cd_ring_block *)(section->view + descriptor->ring_offset))->ring_id;
     for (i = 0; i < CD_MAX_RINGS && *id != 0; i++) {
-        if (r->rings[i].id == *id)  /* another section's ring id is refused: posts name rings by id alone */
-            return same_name(r->rings[i].name, descriptor->name) ? &r->rings[i] : NULL;
-        if (slot == NULL && r->rings[i].id == 0)
-            slot = &r->rings[i];
+        if (r->shm.rings[i].id == *id)  /* another section's ring id is refused: posts name rings by id alone */
+            return same_name(r->shm.rings[i].name, descriptor->name) ? &r->shm.rings[i] : NULL;
+        if (slot == NULL && r->shm.rings[i].id == 0)
+            slot = &r->shm.rings[i];
     }
     return *id != 0 ? slot : NULL;
 }
@@ -889,8 +918,8 @@ static void forget_idle_rings(cd_receiver *r, ULONGLONG now)
 {
     size_t i;
     for (i = 0; i < CD_MAX_RINGS; i++)
-        if (r->rings[i].id != 0 && now - r->rings[i].used_ms >= CD_RING_IDLE_MS)
-            memset(&r->rings[i], 0, sizeof r->rings[i]);
+        if (r->shm.rings[i].id != 0 && now - r->shm.rings[i].used_ms >= CD_RING_IDLE_MS)
+            memset(&r->shm.rings[i], 0, sizeof r->shm.rings[i]);
 }
 
 /* A batch or part frame in a section of the sender's, copied out once it is answered, or, for
@@ -952,8 +981,8 @@ static void take_announced(cd_receiver *r, uint64_t id, uint64_t lease)
     size_t i;
 
     for (i = 0; i < CD_MAX_RINGS && slot == NULL; i++)
-        if (id != 0 && r->rings[i].id == id)
-            slot = &r->rings[i];
+        if (id != 0 && r->shm.rings[i].id == id)
+            slot = &r->shm.rings[i];
     if (slot == NULL || lease != slot->next_lease) {
         if (slot != NULL && lease == 0)
             memset(slot, 0, sizeof *slot);  /* its sender is done with it */
@@ -1122,25 +1151,25 @@ static LRESULT accept_sealed(cd_receiver *r, const arrival *a, const unsigned ch
     int verdict;
 
     if (cd_seal_check(frame, a->size, &seal) != 1
-        || !cd_mac_verify(r->mac, (uint64_t)(uintptr_t)r->hwnd, a->tag, frame, &seal))
+        || !cd_mac_verify(r->seals.mac, (uint64_t)(uintptr_t)r->window.hwnd, a->tag, frame, &seal))
         return refuse(r, CD_REASON_UNAUTHENTICATED, a);
-    verdict = cd_replay_check(&r->replay, &seal, now);
+    verdict = cd_replay_check(&r->seals.replay, &seal, now);
     if (verdict != CD_REPLAY_NEW)
         return refuse(r, CD_REASON_REPLAYED, a);
     inner.size = seal.inner_size;
     if (r->config.sync) {
         /* The callback runs on it, whatever it answers: it must not run twice. */
-        if (cd_replay_record(&r->replay, &seal, now) != CD_OK)
+        if (cd_replay_record(&r->seals.replay, &seal, now) != CD_OK)
             return refuse(r, CD_REASON_QUEUE_FULL, a);  /* no memory: it may be offered again */
         return accept_payload(r, &inner, seal.inner);
     }
     /* Only an accepted frame counts as seen (a refused one may be offered again), and a frame
      * is accepted only once its record is sure to fit: never queued yet replayable. */
-    if (cd_replay_reserve(&r->replay, &seal, now) != CD_OK)
+    if (cd_replay_reserve(&r->seals.replay, &seal, now) != CD_OK)
         return refuse(r, CD_REASON_QUEUE_FULL, a);
     result = accept_payload(r, &inner, seal.inner);
     if (result != FALSE && result != CD_ANSWER_NEVER_FITS)  /* (the one nonzero refusal in queue mode) */
-        cd_replay_record(&r->replay, &seal, now);
+        cd_replay_record(&r->seals.replay, &seal, now);
     return result;
 }
 
@@ -1156,7 +1185,7 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
     if (a.size > r->config.max_message_size)
         return cd_is_sender_frame((const unsigned char *)cds->lpData, a.size) ? refuse_never_fits(r, &a)
                                                                                : refuse(r, CD_REASON_TOO_LARGE, &a);
-    if (r->mac)
+    if (r->seals.mac)
         return accept_sealed(r, &a, (const unsigned char *)cds->lpData);
     return accept_payload(r, &a, (const unsigned char *)cds->lpData);
 }
@@ -1191,8 +1220,8 @@ static void sweep(cd_receiver *r)
 
 static void wake_takers(cd_receiver *r)
 {
-    if (r->queued_unannounced) {
-        r->queued_unannounced = 0;
+    if (r->queue.unannounced) {
+        r->queue.unannounced = 0;
         WakeAllConditionVariable(&r->changed);
     }
 }
@@ -1202,11 +1231,11 @@ static void wake_takers(cd_receiver *r)
  * ever dispatched (a WM_TIMER's lParam would be called as a TIMERPROC). */
 static void take_posted(cd_receiver *r, const MSG *msg)
 {
-    if (msg->hwnd != r->hwnd)
+    if (msg->hwnd != r->window.hwnd)
         return;
     if (msg->message == WM_TIMER && msg->wParam == PART_SWEEP_TIMER) {
         sweep(r);
-    } else if (msg->message != 0 && msg->message == r->ring_message) {
+    } else if (msg->message != 0 && msg->message == r->shm.ring_message) {
         take_announced(r, (uint64_t)msg->wParam, (uint64_t)msg->lParam);
         wake_takers(r);
     }
@@ -1219,13 +1248,13 @@ static void destroy_if_closing(cd_receiver *r, HWND hwnd)
     int stopping;
 
     AcquireSRWLockShared(&r->lock);
-    stopping = r->stopping;
+    stopping = r->window.stopping;
     ReleaseSRWLockShared(&r->lock);
-    if (!stopping || r->window_phase != WINDOW_LIVE)
+    if (!stopping || r->window.phase != WINDOW_LIVE)
         return;
-    r->window_phase = WINDOW_DESTROYING;
+    r->window.phase = WINDOW_DESTROYING;
     DestroyWindow(hwnd);
-    r->window_phase = WINDOW_DESTROYED;
+    r->window.phase = WINDOW_DESTROYED;
     PostQuitMessage(0);
 }
 
@@ -1238,10 +1267,10 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
         return DefWindowProcW(hwnd, msg, wparam, lparam);
     switch (msg) {
     case WM_COPYDATA:
-        if (r->window_phase != WINDOW_LIVE)
+        if (r->window.phase != WINDOW_LIVE)
             return FALSE;
         result = accept_copydata(r, wparam, (const COPYDATASTRUCT *)lparam);
-        if (r->queued_unannounced) {
+        if (r->queue.unannounced) {
             /* The payload is safe in the queue: release the sender before the wake-up of a
              * taker, which it need not wait for. */
             ReplyMessage(result);
@@ -1255,7 +1284,7 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
         /* What Windows itself sends while it creates or destroys the window comes from this
          * thread; the same messages from elsewhere (WM_NCCREATE, WM_DESTROY, WM_SETTEXT, ...)
          * are answered 0 and change nothing. */
-        if (r->window_phase != WINDOW_LIVE && InSendMessageEx(NULL) == ISMEX_NOSEND)
+        if (r->window.phase != WINDOW_LIVE && InSendMessageEx(NULL) == ISMEX_NOSEND)
             return DefWindowProcW(hwnd, msg, wparam, lparam);
         return 0;
     }
@@ -1289,16 +1318,16 @@ static HWND create_receiver_window(cd_receiver *r, DWORD *error)
         *error = GetLastError();
         return NULL;
     }
-    r->window_phase = WINDOW_CREATING;
+    r->window.phase = WINDOW_CREATING;
     hwnd = CreateWindowExW(0, CD_CLASS_NAME, NULL, 0, 0, 0, 0, 0, HWND_MESSAGE, NULL, instance, NULL);
     if (hwnd == NULL) {
         *error = GetLastError();
         return NULL;
     }
-    r->ring_message = RegisterWindowMessageW(CD_RING_MESSAGE);  /* 0: no ring is ever armed */
+    r->shm.ring_message = RegisterWindowMessageW(CD_RING_MESSAGE);  /* 0: no ring is ever armed */
     if (r->config.allow_lower_integrity
         && (!ChangeWindowMessageFilterEx(hwnd, WM_COPYDATA, MSGFLT_ALLOW, NULL)
-            || (r->ring_message != 0 && !ChangeWindowMessageFilterEx(hwnd, r->ring_message, MSGFLT_ALLOW, NULL)))) {
+            || (r->shm.ring_message != 0 && !ChangeWindowMessageFilterEx(hwnd, r->shm.ring_message, MSGFLT_ALLOW, NULL)))) {
         *error = GetLastError();
         DestroyWindow(hwnd);
         return NULL;
@@ -1315,20 +1344,20 @@ static DWORD WINAPI pump_thread(LPVOID parameter)
     BOOL got;
 
     AcquireSRWLockExclusive(&r->lock);
-    r->hwnd = hwnd;
-    r->open_error = error;
-    r->window_state = hwnd ? 1 : -1;
+    r->window.hwnd = hwnd;
+    r->window.open_error = error;
+    r->window.state = hwnd ? 1 : -1;
     WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
     if (hwnd == NULL)
         return 1;
-    r->window_phase = WINDOW_LIVE;
+    r->window.phase = WINDOW_LIVE;
     if (r->config.unpack_batches)
         SetTimer(hwnd, PART_SWEEP_TIMER, PART_SWEEP_INTERVAL_MS, NULL);
 
     /* Only the window's destruction, in our own close, ends the pump: a WM_QUIT may come from
      * anyone (PostMessage, PostThreadMessage) and is ignored until then. */
-    while (r->window_phase != WINDOW_DESTROYED) {
+    while (r->window.phase != WINDOW_DESTROYED) {
         got = GetMessageW(&msg, NULL, 0, 0);
         if (got == -1) {
             /* Counted for Python to log; the window must go on serving. */
@@ -1346,8 +1375,8 @@ static DWORD WINAPI pump_thread(LPVOID parameter)
 /* A receiver whose open failed: it never had a window, a queue or a pool. */
 static void free_unopened(cd_receiver *r)
 {
-    cd_free_sid(r->user_sid);  /* NULL-safe */
-    cd_mac_close(r->mac);
+    cd_free_sid(r->shm.user_sid);  /* NULL-safe */
+    cd_mac_close(r->seals.mac);
     free(r);
 }
 
@@ -1366,15 +1395,15 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     if (r == NULL)
         return CD_NO_MEMORY;
     r->config = *config;
-    r->config.key = NULL;  /* the key lives in r->mac only */
+    r->config.key = NULL;  /* the key lives in r->seals.mac only */
     r->config.key_size = 0;
-    if (config->key != NULL && (status = cd_mac_open(config->key, config->key_size, &r->mac)) != CD_OK) {
+    if (config->key != NULL && (status = cd_mac_open(config->key, config->key_size, &r->seals.mac)) != CD_OK) {
         *win32_error = GetLastError();
         free_unopened(r);
         return status;
     }
-    r->user_sid = cd_current_user_sid();
-    if (r->user_sid == NULL) {
+    r->shm.user_sid = cd_current_user_sid();
+    if (r->shm.user_sid == NULL) {
         *win32_error = GetLastError();
         free_unopened(r);
         return CD_WIN32_ERROR;
@@ -1382,20 +1411,20 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
     InitializeSRWLock(&r->lock);
     InitializeConditionVariable(&r->changed);
 
-    r->thread = CreateThread(NULL, 0, pump_thread, r, 0, &r->thread_id);
-    if (r->thread == NULL) {
+    r->window.thread = CreateThread(NULL, 0, pump_thread, r, 0, &r->window.thread_id);
+    if (r->window.thread == NULL) {
         *win32_error = GetLastError();
         free_unopened(r);
         return CD_WIN32_ERROR;
     }
     AcquireSRWLockExclusive(&r->lock);
-    while (r->window_state == 0)
+    while (r->window.state == 0)
         SleepConditionVariableSRW(&r->changed, &r->lock, INFINITE, 0);
     ReleaseSRWLockExclusive(&r->lock);
-    if (r->window_state < 0) {
-        WaitForSingleObject(r->thread, INFINITE);
-        CloseHandle(r->thread);
-        *win32_error = r->open_error;
+    if (r->window.state < 0) {
+        WaitForSingleObject(r->window.thread, INFINITE);
+        CloseHandle(r->window.thread);
+        *win32_error = r->window.open_error;
         free_unopened(r);
         return CD_WIN32_ERROR;
     }
@@ -1405,7 +1434,7 @@ int cd_receiver_open(const cd_receiver_config *config, cd_receiver **receiver, u
 
 uint64_t cd_receiver_hwnd(const cd_receiver *receiver)
 {
-    return (uint64_t)(uintptr_t)receiver->hwnd;
+    return (uint64_t)(uintptr_t)receiver->window.hwnd;
 }
 
 /* With the lock held: waits up to timeout_ms (from start) until ready(r). CD_OK once it is,
@@ -1430,7 +1459,7 @@ static int wait_until(cd_receiver *r, int (*ready)(const cd_receiver *), const i
 
 static int messages_waiting(const cd_receiver *r)
 {
-    return r->head != NULL;
+    return r->queue.head != NULL;
 }
 
 int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_message **first, size_t *leased)
@@ -1447,12 +1476,12 @@ int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_m
     if (r->config.sync)
         max_count = 1;
     AcquireSRWLockExclusive(&r->lock);
-    status = wait_until(r, messages_waiting, &r->closed, start, timeout_ms);
+    status = wait_until(r, messages_waiting, &r->window.closed, start, timeout_ms);
     if (status != CD_OK) {
         ReleaseSRWLockExclusive(&r->lock);
         return status;
     }
-    last = r->head;
+    last = r->queue.head;
     last->taken = 1;
     r->stats.queued_bytes -= last->size;
     *leased += last->lease != NULL;
@@ -1463,10 +1492,10 @@ int cd_receiver_take(cd_receiver *r, size_t max_count, uint32_t timeout_ms, cd_m
         *leased += last->lease != NULL;
     }
     r->stats.queued_messages -= count;
-    *first = r->head;
-    r->head = last->next;
-    if (r->head == NULL)
-        r->tail = NULL;
+    *first = r->queue.head;
+    r->queue.head = last->next;
+    if (r->queue.head == NULL)
+        r->queue.tail = NULL;
     last->next = NULL;
     ReleaseSRWLockExclusive(&r->lock);
     return CD_OK;
@@ -1604,9 +1633,9 @@ static size_t take_merged(cd_receiver *r, cd_refusal *refusals, size_t capacity)
     int reason;
 
     for (reason = 1; reason < CD_REASON_COUNT && taken < capacity; reason++) {
-        if (r->merged[reason].count) {
-            refusals[taken++] = r->merged[reason];
-            memset(&r->merged[reason], 0, sizeof r->merged[reason]);
+        if (r->refusals.merged[reason].count) {
+            refusals[taken++] = r->refusals.merged[reason];
+            memset(&r->refusals.merged[reason], 0, sizeof r->refusals.merged[reason]);
         }
     }
     return taken;
@@ -1615,10 +1644,10 @@ static size_t take_merged(cd_receiver *r, cd_refusal *refusals, size_t capacity)
 static int refusals_waiting(const cd_receiver *r)
 {
     int reason;
-    if (r->refusal_count)
+    if (r->refusals.count)
         return 1;
     for (reason = 1; reason < CD_REASON_COUNT; reason++)
-        if (r->merged[reason].count)
+        if (r->refusals.merged[reason].count)
             return 1;
     return 0;
 }
@@ -1634,18 +1663,18 @@ int cd_receiver_take_refusals(cd_receiver *r, cd_refusal *refusals, size_t capac
     if (capacity == 0)
         return CD_INVALID;
     AcquireSRWLockExclusive(&r->lock);
-    status = wait_until(r, refusals_waiting, &r->reports_ended, start, timeout_ms);
+    status = wait_until(r, refusals_waiting, &r->refusals.ended, start, timeout_ms);
     if (status != CD_OK) {
         ReleaseSRWLockExclusive(&r->lock);
         return status;
     }
-    while (taken < capacity && r->refusal_count) {
-        refusals[taken++] = r->refusals[r->refusal_first];
-        r->refusal_first = (r->refusal_first + 1) % CD_REFUSAL_RING;
-        r->refusal_count--;
+    while (taken < capacity && r->refusals.count) {
+        refusals[taken++] = r->refusals.ring[r->refusals.first];
+        r->refusals.first = (r->refusals.first + 1) % CD_REFUSAL_RING;
+        r->refusals.count--;
     }
     /* Merged ones come after the ring, whose refusals all happened before them. */
-    if (r->refusal_count == 0)
+    if (r->refusals.count == 0)
         taken += take_merged(r, refusals + taken, capacity - taken);
     ReleaseSRWLockExclusive(&r->lock);
     *count = taken;
@@ -1670,10 +1699,10 @@ void cd_receiver_close(cd_receiver *r)
     HWND hwnd;
 
     AcquireSRWLockExclusive(&r->lock);
-    r->stopping = 1;
-    thread = r->thread;
-    hwnd = r->hwnd;
-    r->thread = NULL;
+    r->window.stopping = 1;
+    thread = r->window.thread;
+    hwnd = r->window.hwnd;
+    r->window.thread = NULL;
     WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
 
@@ -1685,8 +1714,8 @@ void cd_receiver_close(cd_receiver *r)
         CloseHandle(thread);
     }
     /* The pump thread has ended: incomplete split messages can never complete now. */
-    while (r->transfers)
-        drop_transfer(r, &r->transfers);
+    while (r->parts.transfers)
+        drop_transfer(r, &r->parts.transfers);
     unmap_idle_sections(r, GetTickCount64(), 0);
     if (r->pool) {
         AcquireSRWLockExclusive(&r->pool->lock);
@@ -1696,8 +1725,8 @@ void cd_receiver_close(cd_receiver *r)
     }
 
     AcquireSRWLockExclusive(&r->lock);
-    r->closed = 1;
-    r->hwnd = NULL;
+    r->window.closed = 1;
+    r->window.hwnd = NULL;
     WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
 }
@@ -1707,13 +1736,13 @@ void cd_receiver_discard(cd_receiver *r)
     cd_message *first;
 
     AcquireSRWLockExclusive(&r->lock);
-    first = r->head;
-    r->head = r->tail = NULL;
+    first = r->queue.head;
+    r->queue.head = r->queue.tail = NULL;
     r->stats.dropped_messages += r->stats.queued_messages;
     r->stats.dropped_bytes += r->stats.queued_bytes;
     r->stats.queued_messages = 0;
     r->stats.queued_bytes = 0;
-    r->reports_ended = 1;
+    r->refusals.ended = 1;
     WakeAllConditionVariable(&r->changed);
     ReleaseSRWLockExclusive(&r->lock);
     /* Sync-mode messages live on the pump thread's stack and are gone once it has ended. */
@@ -1727,9 +1756,9 @@ void cd_receiver_free(cd_receiver *r)
         return;
     cd_receiver_close(r);
     cd_receiver_discard(r);
-    cd_free_sid(r->user_sid);
-    cd_mac_close(r->mac);
-    cd_replay_release(&r->replay);
+    cd_free_sid(r->shm.user_sid);
+    cd_mac_close(r->seals.mac);
+    cd_replay_release(&r->seals.replay);
     if (r->pool)
         pool_release(r->pool);
     free(r);
