@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
+#include "frames.h"
 
 static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 5, 255};
 
@@ -88,7 +88,7 @@ int cd_batch_start(cd_batch *batch, int codec_id)
     return CD_OK;
 }
 
-int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size)
+static int append_record(cd_batch *batch, uint64_t tag, const void *data, size_t size)
 {
     uint32_t size32 = (uint32_t)size;
 
@@ -113,7 +113,7 @@ int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, s
     /* Borrowed memory cannot grow: the caller sends what is there, or lends more. */
     if (batch->borrowed && (size > batch->capacity || CD_BATCH_RECORD_HEADER_SIZE + size > batch->capacity - batch->size))
         return CD_FULL;
-    return cd_batch_append(batch, tag, data, size);
+    return append_record(batch, tag, data, size);
 }
 
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity)

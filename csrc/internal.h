@@ -1,15 +1,17 @@
 /*
- * What the C files of the core share and Python never sees, with Windows types (copydata.h
- * is what Python sees). Grouped by concern, one section per file, as libuv's src/win/internal.h
- * is: each section holds that file's part of struct cd_receiver and what it offers the others.
- * The receiver's own functions across files are named cd__; the struct that joins their parts
- * closes the header.
+ * What the C files of the core share and Python never sees, with Windows types: copydata.h is
+ * what Python sees (through copydata.cdef), frames.h the frame checks that need no Windows.
+ * Grouped by concern, one section per file, as libuv's src/win/internal.h is: each section
+ * holds that file's part of struct cd_receiver and what it offers the others. The receiver's
+ * own functions across files are named cd__; the struct that joins their parts closes the
+ * header.
  */
 #ifndef COPYDATA_INTERNAL_H
 #define COPYDATA_INTERNAL_H
 
 #include "win32.h"
 #include "copydata.h"
+#include "frames.h"
 
 /* What the window procedure knows of a WM_COPYDATA before it trusts any of its bytes. */
 typedef struct arrival {
@@ -23,6 +25,39 @@ typedef struct cd_pool cd_pool;                  /* pool.c */
 typedef struct cd_transfer cd_transfer;          /* parts.c */
 typedef struct kept_section kept_section;        /* shm_reader.c */
 typedef struct handed_section handed_section;    /* shm_reader.c */
+
+
+/*
+ * Sections and name slots (sections.c)
+ */
+
+/* The process user's SID (free with cd_free_sid), the owner every section must have. */
+void *cd_current_user_sid(void);
+void cd_free_sid(void *sid);
+/* Sections and name slots: open to the current user only; with unreadable_below, not even to
+ * its processes of a lower integrity level. Free with LocalFree. */
+PSECURITY_DESCRIPTOR cd_user_only_descriptor(int unreadable_below);
+/* Whether a mapping (opened with READ_CONTROL and SECTION_QUERY) is owned by owner_sid and is
+ * committed memory backed by the page file; its size. */
+int cd_mapping_trusted(HANDLE mapping, const void *owner_sid, uint64_t *size);
+/* Maps a whole section, if owner_sid owns it and it is committed memory backed by the page
+ * file (no file, whose pages may fail to read, and nothing merely reserved): its view, how
+ * many bytes of it may be read, and whether the view may be written to as well (if the
+ * section allows it). CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
+int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
+                   int *writable);
+void cd_section_unmap(const unsigned char *view);
+
+
+/*
+ * Seals' MACs (mac.c): HMAC-SHA256 with the system's cryptography (Windows CNG)
+ */
+
+typedef struct cd_mac cd_mac;
+int cd_mac_open(const unsigned char *key, size_t key_size, cd_mac **mac);
+/* Whether seal's MAC is right for a frame to target with tag: compared in constant time. */
+int cd_mac_verify(cd_mac *mac, uint64_t target, uint64_t tag, const unsigned char *frame, const cd_seal *seal);
+void cd_mac_close(cd_mac *mac);
 
 
 /*
@@ -205,18 +240,6 @@ void cd__count_refusal(cd_receiver *r, int reason, const arrival *a);
 /* Keeps a refusal for on_error, uncounted (a message dropped, or one Python refused); the
  * caller holds the lock. */
 void cd__report(cd_receiver *r, int reason, const arrival *a);
-
-
-/*
- * Sections and name slots (sections.c)
- */
-
-/* Sections and name slots: open to the current user only; with unreadable_below, not even to
- * its processes of a lower integrity level. Free with LocalFree. */
-PSECURITY_DESCRIPTOR cd_user_only_descriptor(int unreadable_below);
-/* Whether a mapping (opened with READ_CONTROL and SECTION_QUERY) is owned by owner_sid and is
- * committed memory backed by the page file; its size. */
-int cd_mapping_trusted(HANDLE mapping, const void *owner_sid, uint64_t *size);
 
 
 /*

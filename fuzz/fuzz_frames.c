@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
+#include "frames.h"
 
 #define EXPECT(condition) do { if (!(condition)) __builtin_trap(); } while (0)
 
