@@ -23,23 +23,51 @@
 #define CD_MAX_NAME_LENGTH 128
 #define CD_WAIT_FOREVER 0xFFFFFFFFu
 
-/* The envelope (see copydata/_envelope.py for the whole layout) and the batch frame: an
- * envelope of kind CD_KIND_BATCH whose body is records of {u64 tag, u32 size, size bytes},
- * all little-endian, back to back, at least one. */
+/* The protocol's layouts are structs checked at compile time, each by a typedef that no
+ * compiler takes if the check fails (an array of -1 bytes), MSVC's C included.
+ * A frame is a byte string that may lie anywhere in a buffer, so the headers of frames are
+ * made of byte arrays: alignment 1, no padding, sizeof their size on the wire. Their numbers
+ * are little-endian (as every Windows target is), read and written whole (frames.c). The words
+ * of a section's own header, by contrast, are aligned 64-bit words that both processes read
+ * and write as such (cd_section_header, cd_ring_block). */
+#define CD_LAYOUT_CHECK(name, condition) typedef char cd_layout_check_##name[(condition) ? 1 : -1]
+
+/* The envelope (copydata/_envelope.py says what else it carries): a header in front of a
+ * payload that is not plain bytes, and of each of copydata's frames. */
 #define CD_ENVELOPE_MAGIC "\x89" "CDE"
 #define CD_ENVELOPE_VERSION 1
 #define CD_ENVELOPE_HEADER_SIZE 16
+typedef struct cd_envelope_header {
+    unsigned char magic[4];       /* CD_ENVELOPE_MAGIC */
+    unsigned char version;        /* CD_ENVELOPE_VERSION */
+    unsigned char codec;          /* how the body is encoded (0: bytes) */
+    unsigned char kind;           /* CD_KIND_* for a frame */
+    unsigned char flags;          /* 0 */
+    unsigned char request_id[8];  /* u64; a part's transfer id, a descriptor's lease id */
+} cd_envelope_header;
+CD_LAYOUT_CHECK(envelope_header, sizeof(cd_envelope_header) == CD_ENVELOPE_HEADER_SIZE);
+/* A batch frame: an envelope of kind CD_KIND_BATCH (request id 0) whose body is records, each
+ * a cd_record_header and then its size bytes, back to back, at least one. */
 #define CD_KIND_BATCH 4
 #define CD_BATCH_RECORD_HEADER_SIZE 12
-/* A part frame: an envelope of kind CD_KIND_PART whose request-id field holds a nonzero
- * transfer id, then u64 total size and u64 offset of this part, then the part's bytes. */
+typedef struct cd_record_header {
+    unsigned char tag[8];         /* u64 */
+    unsigned char size[4];        /* u32: the record's bytes that follow */
+} cd_record_header;
+CD_LAYOUT_CHECK(record_header, sizeof(cd_record_header) == CD_BATCH_RECORD_HEADER_SIZE);
+/* A part frame: a cd_part_header, then the part's bytes. */
 #define CD_KIND_PART 5
 #define CD_PART_HEADER_SIZE 32
+typedef struct cd_part_header {
+    cd_envelope_header envelope;  /* kind CD_KIND_PART; request id: the transfer id, nonzero */
+    unsigned char total[8];       /* u64: the whole message's size */
+    unsigned char offset[8];      /* u64: where in it this part goes */
+} cd_part_header;
+CD_LAYOUT_CHECK(part_header, sizeof(cd_part_header) == CD_PART_HEADER_SIZE);
 #define CD_MAX_TRANSFERS 64
-/* A section descriptor: an envelope of kind CD_KIND_SECTION whose request-id field holds a
- * lease id (0: none), then u64 offset, u64 length, u64 release offset, u64 ring offset (0:
- * none), the section's 16-byte secret, u32 name length in characters, then the section's name
- * in UTF-16 (no NUL). The range it names in that section holds a batch frame or a part frame
+/* A section descriptor: a cd_descriptor_header (CD_SECTION_HEADER_SIZE bytes: the
+ * descriptor's, not the section's own cd_section_header), then the section's name in UTF-16
+ * (no NUL). The range it names in that section holds a batch frame or a part frame
  * of the descriptor's codec (a part's tag is the descriptor's dwData). A receiver in queue
  * mode answers once it has checked the frame and before it copies it out: the sender then
  * writes its next frame elsewhere in the section, and may reuse this range once the receiver
@@ -50,12 +78,22 @@
  * once it is done with all of them. The sender reuses the range only after that. */
 #define CD_KIND_SECTION 6
 #define CD_SECTION_HEADER_SIZE 68
+#define CD_SECTION_SECRET_SIZE 16
+typedef struct cd_descriptor_header {
+    cd_envelope_header envelope;  /* kind CD_KIND_SECTION; request id: the lease id (0: none) */
+    unsigned char offset[8];      /* u64: the range, in the section */
+    unsigned char length[8];      /* u64 */
+    unsigned char release_offset[8];  /* u64: with a lease, the release word (else 0) */
+    unsigned char ring_offset[8];     /* u64: with a lease, the ring block (0: none) */
+    unsigned char secret[CD_SECTION_SECRET_SIZE];  /* the section header's */
+    unsigned char name_length[4]; /* u32: the name's length in UTF-16 units */
+} cd_descriptor_header;
+CD_LAYOUT_CHECK(descriptor_header, sizeof(cd_descriptor_header) == CD_SECTION_HEADER_SIZE);
 /* Every section starts with a cd_section_header. Its secret proves a descriptor's right to the
  * section: anyone can list section names, only those its creator lets read it know the secret.
  * A receiver reads nothing of the range, and writes no release word, until the section's magic
  * and secret match the descriptor's. A Sender's frames lie from CD_SECTION_DATA_OFFSET on. */
 #define CD_SECTION_MAGIC "cd.shm.1"  /* 8 bytes, no NUL */
-#define CD_SECTION_SECRET_SIZE 16
 #define CD_SECTION_DATA_OFFSET 4096
 /* A ring block: CD_RING_SIZE bytes at a descriptor's ring offset, outside its range, in which a
  * sender announces its next frames without a round trip each (a Sender does while a queue-mode
@@ -78,6 +116,7 @@ typedef struct cd_ring_block {
     uint64_t release_offset;
     uint64_t answer;          /* the receiver's: lease_id << 8 | its answer */
 } cd_ring_block;
+CD_LAYOUT_CHECK(ring_block, sizeof(cd_ring_block) == CD_RING_SIZE);
 typedef struct cd_section_header {
     unsigned char magic[8];   /* CD_SECTION_MAGIC */
     unsigned char secret[CD_SECTION_SECRET_SIZE];
@@ -85,6 +124,8 @@ typedef struct cd_section_header {
     uint64_t reserved[3];
     cd_ring_block ring;         /* a Sender's ring block */
 } cd_section_header;
+CD_LAYOUT_CHECK(section_header, offsetof(cd_section_header, release_words) == 24
+                                && offsetof(cd_section_header, ring) == 64 && sizeof(cd_section_header) == 112);
 #define CD_RING_MESSAGE L"copydata.v1.ring"
 #define CD_RING_IDLE_MS 60000
 #define CD_MAX_RINGS 64
@@ -108,15 +149,22 @@ typedef struct cd_section_header {
 /* Records from this size up are kept in place under a lease; smaller ones are copied, so that
  * a small message held long keeps at most a few times its size of the section mapped. */
 #define CD_LEASE_MIN_RECORD (1u << 20)
-/* A sealed frame, for receivers with a key: an envelope of kind CD_KIND_SEALED (codec 0,
- * request id 0), then u64 sealer id (random, nonzero), u64 counter (from 1), u64 the
- * sealer's GetTickCount64() in ms, the HMAC-SHA256, then the inner payload, which is any
- * other payload. The MAC covers the target window (u64, its low 32 bits), the tag (u64),
- * the 40 bytes before the MAC, and the inner payload. */
+/* A sealed frame, for receivers with a key: a cd_seal_header, then the inner payload, which is
+ * any other payload. The MAC covers the target window (u64, its low 32 bits), the tag (u64),
+ * the CD_SEAL_SIGNED_SIZE bytes before the MAC, and the inner payload. */
 #define CD_KIND_SEALED 7
 #define CD_SEAL_HEADER_SIZE 72
 #define CD_SEAL_SIGNED_SIZE 40
 #define CD_MAC_SIZE 32
+typedef struct cd_seal_header {
+    cd_envelope_header envelope;  /* kind CD_KIND_SEALED, codec 0, request id 0 */
+    unsigned char sealer_id[8];   /* u64: random, nonzero */
+    unsigned char counter[8];     /* u64: from 1 */
+    unsigned char time_ms[8];     /* u64: the sealer's GetTickCount64() */
+    unsigned char mac[CD_MAC_SIZE];  /* HMAC-SHA256 */
+} cd_seal_header;
+CD_LAYOUT_CHECK(seal_header, sizeof(cd_seal_header) == CD_SEAL_HEADER_SIZE
+                             && offsetof(cd_seal_header, mac) == CD_SEAL_SIGNED_SIZE);
 #define CD_MIN_KEY_SIZE 16
 #define CD_MAX_KEY_SIZE 1024
 /* How far a seal's time may lie behind the receiver's clock (and ahead of it), and how many
