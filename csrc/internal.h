@@ -20,6 +20,30 @@ typedef struct arrival {
     size_t size;       /* cbData */
 } arrival;
 
+/* What a payload, or the range of a sender's section that a descriptor names, turned out to be
+ * once its headers were checked (frames.h): what one switch acts on. */
+enum frame_kind {
+    FRAME_PLAIN,        /* no frame of copydata's: a message as it is */
+    FRAME_BATCH,        /* a batch frame: records */
+    FRAME_PART,         /* a part frame: a piece of a split message */
+    FRAME_SECTION,      /* a section descriptor */
+    FRAME_SEALED,       /* a sealed frame that nobody here opens (a key's seal comes off before) */
+    FRAME_MALFORMED,    /* it claims to be a frame, and is no valid one */
+    FRAME_TOO_LARGE     /* a section's batch frame of more than max_transfer_size */
+};
+
+/* A frame whose headers were checked, and what they said. */
+typedef struct checked_frame {
+    const unsigned char *data;      /* the whole frame */
+    size_t size;
+    int codec_id;
+    int in_section;                 /* it lies in a sender's section: answered before it is copied out */
+    size_t records;                 /* FRAME_BATCH: how many records, and their bytes in all */
+    size_t record_bytes;
+    cd_part part;                   /* FRAME_PART */
+    cd_section_descriptor section;  /* FRAME_SECTION */
+} checked_frame;
+
 /* Each defined in its own file, and used by pointer elsewhere. */
 typedef struct cd_pool cd_pool;                  /* pool.c */
 typedef struct cd_transfer cd_transfer;          /* parts.c */
@@ -105,18 +129,16 @@ void cd__append_all(cd_receiver *r, cd_message *first);
 void cd__answer_before_copying(int in_section, LRESULT answer);
 /* A plain message: copied into the queue. */
 LRESULT cd__accept_plain(cd_receiver *r, const arrival *a, const unsigned char *data);
-/* Every record of a batch frame (checked by cd_batch_check), or none. With a lease, records of
- * CD_LEASE_MIN_RECORD bytes and more are queued where they are; ring: the answer is
- * CD_ANSWER_LEASED_RING rather than CD_ANSWER_LEASED. */
-LRESULT cd__accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size, size_t records,
-                         size_t record_bytes, int codec_id, int in_section, cd_lease *lease, int ring);
+/* Every record of a batch frame, or none. With a lease, records of CD_LEASE_MIN_RECORD bytes
+ * and more are queued where they are; ring: the answer is CD_ANSWER_LEASED_RING rather than
+ * CD_ANSWER_LEASED. */
+LRESULT cd__accept_batch(cd_receiver *r, const arrival *a, const checked_frame *batch, cd_lease *lease, int ring);
 /* Sync mode: queues the bytes and waits until Python answers them. 1 with its answer, or 0
  * if Python never took them (the receiver is closing). */
 int cd__hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned char *data, int codec_id,
                            handed_section *section, LRESULT *answer);
 /* Sync mode: a batch frame's records, one after another (section: where they lie, or NULL). */
-LRESULT cd__hand_over_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
-                            int codec_id, handed_section *section);
+LRESULT cd__hand_over_batch(cd_receiver *r, const arrival *a, const checked_frame *batch, handed_section *section);
 /* Sync mode: a plain message, Python's answer its answer. */
 LRESULT cd__hand_over_plain(cd_receiver *r, const arrival *a, const unsigned char *data);
 /* With the lock held: waits up to timeout_ms (from start) until ready(r). CD_OK once it is,

@@ -84,9 +84,9 @@ void cd__answer_before_copying(int in_section, LRESULT answer)
  * frame may lie in a sender's section, which the sender can write to meanwhile: should the
  * records no longer be those counted, nothing is queued. With a lease, records of
  * CD_LEASE_MIN_RECORD bytes and more are queued where they are, and the rest copied. */
-LRESULT cd__accept_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size, size_t records,
-                         size_t record_bytes, int codec_id, int in_section, cd_lease *lease, int ring)
+LRESULT cd__accept_batch(cd_receiver *r, const arrival *a, const checked_frame *batch, cd_lease *lease, int ring)
 {
+    const size_t records = batch->records, record_bytes = batch->record_bytes;
     cd_message *first = NULL, **link = &first, *m;
     size_t offset = CD_ENVELOPE_HEADER_SIZE, length, count = 0, copied = 0, leased = 0;
     const unsigned char *bytes, **sources;
@@ -102,16 +102,16 @@ LRESULT cd__accept_batch(cd_receiver *r, const arrival *a, const unsigned char *
     sources = (const unsigned char **)malloc(records * sizeof *sources);
     if (sources == NULL)
         return cd__refuse(r, CD_REASON_QUEUE_FULL, a);
-    while ((found = cd_batch_next(frame, size, &offset, &tag, &bytes, &length)) == 1) {
+    while ((found = cd_batch_next(batch->data, batch->size, &offset, &tag, &bytes, &length)) == 1) {
         if (++count > records || length > record_bytes - copied) {
             found = -1;
             break;
         }
         copied += length;
         if (lease != NULL && length >= CD_LEASE_MIN_RECORD)
-            *link = cd__leased_message(lease, tag, a->sender, bytes, length, codec_id);
+            *link = cd__leased_message(lease, tag, a->sender, bytes, length, batch->codec_id);
         else
-            *link = cd__new_large_message(r, tag, a->sender, length, codec_id);
+            *link = cd__new_large_message(r, tag, a->sender, length, batch->codec_id);
         if (*link == NULL) {
             free(sources);
             cd_messages_free(first);
@@ -127,7 +127,7 @@ LRESULT cd__accept_batch(cd_receiver *r, const arrival *a, const unsigned char *
         return cd__refuse(r, CD_REASON_MALFORMED, a);
     }
     answer = !leased ? TRUE : ring ? CD_ANSWER_LEASED_RING : CD_ANSWER_LEASED;
-    cd__answer_before_copying(in_section, answer);
+    cd__answer_before_copying(batch->in_section, answer);
     for (m = first, count = 0; m != NULL; m = m->next, count++)
         if (m->size && sources[count] != NULL)
             memcpy((void *)m->data, sources[count], m->size);
@@ -194,8 +194,7 @@ int cd__hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned char
 /* Sync mode: a batch frame's records, one after another. Once one of them was handed over the
  * frame is answered 1, whatever the callbacks answered: a sender that saw 0 would send the
  * whole frame again, and the records already delivered twice. */
-LRESULT cd__hand_over_batch(cd_receiver *r, const arrival *a, const unsigned char *frame, size_t size,
-                            int codec_id, handed_section *section)
+LRESULT cd__hand_over_batch(cd_receiver *r, const arrival *a, const checked_frame *batch, handed_section *section)
 {
     size_t offset = CD_ENVELOPE_HEADER_SIZE;
     arrival record = *a;
@@ -203,8 +202,8 @@ LRESULT cd__hand_over_batch(cd_receiver *r, const arrival *a, const unsigned cha
     LRESULT answer;
     int found, delivered = 0;
 
-    while ((found = cd_batch_next(frame, size, &offset, &record.tag, &bytes, &record.size)) == 1) {
-        if (cd__hand_over_and_wait(r, &record, bytes, codec_id, section, &answer))
+    while ((found = cd_batch_next(batch->data, batch->size, &offset, &record.tag, &bytes, &record.size)) == 1) {
+        if (cd__hand_over_and_wait(r, &record, bytes, batch->codec_id, section, &answer))
             delivered = 1;
         else if (!delivered)
             return FALSE;  /* closing: nothing was delivered */

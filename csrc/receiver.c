@@ -15,50 +15,55 @@
 #define PART_SWEEP_TIMER 1
 #define PART_SWEEP_INTERVAL_MS 1000
 
-/* Sync mode: Python answers every message before the sender is released. A split message
- * would have to be put together first, in a queue that sync mode does not have. */
-static LRESULT hand_over(cd_receiver *r, const arrival *a, const unsigned char *data, int kind,
-                         int codec_id, const cd_section_descriptor *section)
+/* What a payload is, its headers checked; frame holds what they say. A receiver that unpacks
+ * no batches takes every payload as it is. */
+static enum frame_kind classify(const cd_receiver *r, const arrival *a, const unsigned char *data,
+                                checked_frame *frame)
 {
-    if (kind == 2)
-        return cd__refuse_part(r, a);
-    if (kind == 3)
-        return cd__hand_over_section(r, a, section);
-    if (kind == 1)
-        return cd__hand_over_batch(r, a, data, a->size, codec_id, NULL);
-    return cd__hand_over_plain(r, a, data);
+    cd_seal seal;
+    int found;
+
+    frame->data = data;
+    frame->size = a->size;
+    frame->in_section = 0;
+    if (!r->config.unpack_batches)
+        return FRAME_PLAIN;
+    /* A seal is taken off before this, by a receiver with a key; none can open another. */
+    if (!r->config.pass_sealed && cd_seal_check(data, a->size, &seal) != 0)
+        return FRAME_SEALED;
+    if ((found = cd_batch_check(data, a->size, &frame->records, &frame->record_bytes, &frame->codec_id)) != 0)
+        return found > 0 ? FRAME_BATCH : FRAME_MALFORMED;
+    if ((found = cd_part_check(data, a->size, &frame->part)) != 0)
+        return found > 0 ? FRAME_PART : FRAME_MALFORMED;
+    if ((found = cd_section_check(data, a->size, &frame->section)) != 0)
+        return found > 0 ? FRAME_SECTION : FRAME_MALFORMED;
+    return FRAME_PLAIN;
 }
 
-/* A payload whose seal (if the receiver has a key) is already checked and taken off. */
+/* A payload whose seal (if the receiver has a key) is already checked and taken off. In queue
+ * mode it goes into the queue; in sync mode Python answers it before the sender is released,
+ * and a split message is refused, as it would have to be put together first, in a queue that
+ * sync mode does not have. */
 static LRESULT accept_payload(cd_receiver *r, const arrival *a, const unsigned char *data)
 {
-    size_t records, record_bytes;
-    int kind = 0, codec_id;   /* 0 plain, 1 batch, 2 part, 3 section descriptor, negative malformed */
-    cd_part part;
-    cd_section_descriptor section;
-    cd_seal seal;
+    const int sync = r->config.sync;
+    checked_frame frame;
 
-    if (r->config.unpack_batches) {
-        /* A seal is taken off before this, by a receiver with a key; none can open another. */
-        if (!r->config.pass_sealed && cd_seal_check(data, a->size, &seal) != 0)
-            return cd__refuse(r, CD_REASON_UNAUTHENTICATED, a);
-        kind = cd_batch_check(data, a->size, &records, &record_bytes, &codec_id);
-        if (kind == 0)
-            kind = 2 * cd_part_check(data, a->size, &part);
-        if (kind == 0)
-            kind = 3 * cd_section_check(data, a->size, &section);
-    }
-    if (kind < 0)
+    switch (classify(r, a, data, &frame)) {
+    case FRAME_PLAIN:
+        return sync ? cd__hand_over_plain(r, a, data) : cd__accept_plain(r, a, data);
+    case FRAME_BATCH:
+        return sync ? cd__hand_over_batch(r, a, &frame, NULL) : cd__accept_batch(r, a, &frame, NULL, 0);
+    case FRAME_PART:
+        return sync ? cd__refuse_part(r, a) : cd__accept_part(r, a, &frame.part, 0);
+    case FRAME_SECTION:
+        return sync ? cd__hand_over_section(r, a, &frame.section) : cd__accept_section(r, a, &frame.section);
+    case FRAME_SEALED:
+        return cd__refuse(r, CD_REASON_UNAUTHENTICATED, a);
+    case FRAME_MALFORMED:
+    default:
         return cd__refuse(r, CD_REASON_MALFORMED, a);
-    if (r->config.sync)
-        return hand_over(r, a, data, kind, codec_id, &section);
-    if (kind == 3)
-        return cd__accept_section(r, a, &section);
-    if (kind == 2)
-        return cd__accept_part(r, a, &part, 0);
-    if (kind == 1)
-        return cd__accept_batch(r, a, data, a->size, records, record_bytes, codec_id, 0, NULL, 0);
-    return cd__accept_plain(r, a, data);
+    }
 }
 
 /* A receiver with a key: the frame must be sealed with it, for this window and tag, and new. */
@@ -93,6 +98,7 @@ static LRESULT accept_sealed(cd_receiver *r, const arrival *a, const unsigned ch
     return result;
 }
 
+/* A WM_COPYDATA, before any of its bytes is trusted. */
 static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
 {
     arrival a;
@@ -108,6 +114,31 @@ static LRESULT accept_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRU
     if (r->seals.mac)
         return accept_sealed(r, &a, (const unsigned char *)cds->lpData);
     return accept_payload(r, &a, (const unsigned char *)cds->lpData);
+}
+
+static void wake_takers(cd_receiver *r)
+{
+    if (r->queue.unannounced) {
+        r->queue.unannounced = 0;
+        WakeAllConditionVariable(&r->changed);
+    }
+}
+
+/* WM_COPYDATA: accepted (or refused), the sender answered, and the takers woken. */
+static LRESULT take_copydata(cd_receiver *r, WPARAM wparam, const COPYDATASTRUCT *cds)
+{
+    LRESULT result;
+
+    if (r->window.phase != WINDOW_LIVE)
+        return FALSE;
+    result = accept_copydata(r, wparam, cds);
+    if (r->queue.unannounced) {
+        /* The payload is safe in the queue: release the sender before the wake-up of a
+         * taker, which it need not wait for. */
+        ReplyMessage(result);
+        wake_takers(r);
+    }
+    return result;
 }
 
 /* Which receiver the window procedure serves: the one whose pump thread it runs on. It is kept
@@ -135,14 +166,6 @@ static void sweep(cd_receiver *r)
     cd__shm_sweep(r, now);
     if (r->pool)
         cd__pool_sweep(r->pool, now);
-}
-
-static void wake_takers(cd_receiver *r)
-{
-    if (r->queue.unannounced) {
-        r->queue.unannounced = 0;
-        WakeAllConditionVariable(&r->changed);
-    }
 }
 
 /* A message taken from the pump thread's queue. Anyone can post anything to the window or the
@@ -180,22 +203,12 @@ static void destroy_if_closing(cd_receiver *r, HWND hwnd)
 static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam, LPARAM lparam)
 {
     cd_receiver *r = (cd_receiver *)TlsGetValue(receiver_slot);
-    LRESULT result;
 
     if (r == NULL)  /* not on a pump thread: no window of this class lives there */
         return DefWindowProcW(hwnd, msg, wparam, lparam);
     switch (msg) {
     case WM_COPYDATA:
-        if (r->window.phase != WINDOW_LIVE)
-            return FALSE;
-        result = accept_copydata(r, wparam, (const COPYDATASTRUCT *)lparam);
-        if (r->queue.unannounced) {
-            /* The payload is safe in the queue: release the sender before the wake-up of a
-             * taker, which it need not wait for. */
-            ReplyMessage(result);
-            wake_takers(r);
-        }
-        return result;
+        return take_copydata(r, wparam, (const COPYDATASTRUCT *)lparam);
     case WM_CLOSE:
         destroy_if_closing(r, hwnd);
         return 0;

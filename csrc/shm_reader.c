@@ -151,30 +151,25 @@ static mapped_section *described_section(cd_receiver *r, const arrival *a, const
     return section;
 }
 
-/* What a descriptor's range holds: 1 a batch frame (no larger in messages than
- * max_transfer_size), 2 a part frame (described in part), both of the descriptor's codec;
- * 0 when refused, -1 when refused for its size alone (both counted). */
-static int section_frame(cd_receiver *r, const arrival *a, const unsigned char *frame,
-                         const cd_section_descriptor *descriptor, size_t *records, size_t *record_bytes,
-                         cd_part *part)
+/* What a descriptor's range holds, in a section mapped and proven (described_section): a batch
+ * frame (FRAME_BATCH, or FRAME_TOO_LARGE above max_transfer_size) or a part frame (FRAME_PART),
+ * either of the descriptor's codec; anything else is FRAME_MALFORMED. */
+static enum frame_kind section_frame(const cd_receiver *r, const mapped_section *section,
+                                     const cd_section_descriptor *descriptor, checked_frame *frame)
 {
-    size_t length = (size_t)descriptor->length;
-    int codec_id, kind;
+    int batch;
 
-    kind = cd_batch_check(frame, length, records, record_bytes, &codec_id);
-    if (kind == 0 && cd_part_check(frame, length, part) == 1) {
-        kind = 2;
-        codec_id = part->codec_id;
+    frame->data = section->view + descriptor->offset;
+    frame->size = (size_t)descriptor->length;
+    frame->in_section = 1;
+    batch = cd_batch_check(frame->data, frame->size, &frame->records, &frame->record_bytes, &frame->codec_id);
+    if (batch == 0 && cd_part_check(frame->data, frame->size, &frame->part) == 1) {
+        frame->codec_id = frame->part.codec_id;
+        return frame->codec_id == descriptor->codec_id ? FRAME_PART : FRAME_MALFORMED;
     }
-    if (kind <= 0 || codec_id != descriptor->codec_id) {
-        cd__refuse(r, CD_REASON_MALFORMED, a);
-        return 0;
-    }
-    if (kind == 1 && *record_bytes > r->config.max_transfer_size) {
-        cd__refuse(r, CD_REASON_TOO_LARGE, a);
-        return -1;
-    }
-    return kind;
+    if (batch <= 0 || frame->codec_id != descriptor->codec_id)
+        return FRAME_MALFORMED;
+    return frame->record_bytes > r->config.max_transfer_size ? FRAME_TOO_LARGE : FRAME_BATCH;
 }
 
 static int same_name(const uint16_t *a, const uint16_t *b)
@@ -231,24 +226,25 @@ static void forget_idle_rings(cd_receiver *r, ULONGLONG now)
 LRESULT cd__accept_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor)
 {
     mapped_section *section = described_section(r, a, descriptor);
-    const unsigned char *frame;
-    size_t records, record_bytes;
-    cd_part part;
+    checked_frame frame;
     cd_lease *lease = NULL;
     ring *slot;
     uint64_t ring_id;
     LRESULT answer;
-    int kind;
 
     if (section == NULL)
         return FALSE;
-    frame = section->view + descriptor->offset;
-    kind = section_frame(r, a, frame, descriptor, &records, &record_bytes, &part);
-    if (kind == 2)
-        return cd__accept_part(r, a, &part, 1);
-    if (kind != 1)
-        return kind < 0 ? CD_ANSWER_NEVER_FITS : FALSE;
-    if (descriptor->lease_id != 0 && section->writable && record_bytes >= CD_LEASE_MIN_RECORD
+    switch (section_frame(r, section, descriptor, &frame)) {
+    case FRAME_BATCH:
+        break;
+    case FRAME_PART:
+        return cd__accept_part(r, a, &frame.part, 1);
+    case FRAME_TOO_LARGE:
+        return cd__refuse_never_fits(r, a);
+    default:
+        return cd__refuse(r, CD_REASON_MALFORMED, a);
+    }
+    if (descriptor->lease_id != 0 && section->writable && frame.record_bytes >= CD_LEASE_MIN_RECORD
         && (lease = (cd_lease *)malloc(sizeof *lease)) != NULL) {
         lease->mapping = section->mapping;
         InterlockedIncrement(&lease->mapping->references);
@@ -257,8 +253,7 @@ LRESULT cd__accept_section(cd_receiver *r, const arrival *a, const cd_section_de
         lease->references = 1;  /* this frame's own, until its records are queued */
     }
     slot = lease != NULL ? ring_slot(r, descriptor, section, &ring_id) : NULL;
-    answer = cd__accept_batch(r, a, frame, (size_t)descriptor->length, records, record_bytes, descriptor->codec_id,
-                              1, lease, slot != NULL);
+    answer = cd__accept_batch(r, a, &frame, lease, slot != NULL);
     if (answer == CD_ANSWER_LEASED_RING)
         arm_ring(slot, ring_id, a, descriptor);
     if (lease != NULL && (answer == CD_ANSWER_LEASED || answer == CD_ANSWER_LEASED_RING)) {
@@ -335,23 +330,25 @@ LRESULT cd__hand_over_section(cd_receiver *r, const arrival *a, const cd_section
 {
     mapped_section *section = described_section(r, a, descriptor);
     handed_section handed;
-    size_t records, record_bytes;
-    cd_part part;
+    checked_frame frame;
     LRESULT answer;
-    int kind;
 
     if (section == NULL)
         return FALSE;
-    kind = section_frame(r, a, section->view + descriptor->offset, descriptor, &records, &record_bytes, &part);
-    if (kind == 2)
+    switch (section_frame(r, section, descriptor, &frame)) {
+    case FRAME_BATCH:
+        break;
+    case FRAME_PART:
         return cd__refuse_part(r, a);
-    if (kind != 1)
-        return kind < 0 ? CD_ANSWER_NEVER_FITS : FALSE;
+    case FRAME_TOO_LARGE:
+        return cd__refuse_never_fits(r, a);
+    default:
+        return cd__refuse(r, CD_REASON_MALFORMED, a);
+    }
     handed.slot = section;
     handed.kept = section->mapping;
     InterlockedIncrement(&handed.kept->references);  /* this frame's own, while its records are handed over */
-    answer = cd__hand_over_batch(r, a, section->view + descriptor->offset, (size_t)descriptor->length,
-                             descriptor->codec_id, &handed);
+    answer = cd__hand_over_batch(r, a, &frame, &handed);
     cd_kept_section_release(handed.kept);
     if (handed.slot != NULL)
         return answer;
