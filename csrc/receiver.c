@@ -222,11 +222,13 @@ static LRESULT CALLBACK receiver_window_proc(HWND hwnd, UINT msg, WPARAM wparam,
     }
 }
 
+/* The module this code is in, named by an address inside it: a variable's, as ISO C converts no
+ * function pointer to an object pointer. */
 static HINSTANCE this_module(void)
 {
     HMODULE module = NULL;
     GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-                       (LPCWSTR)(void *)receiver_window_proc, &module);
+                       (LPCWSTR)(const void *)&receiver_slot, &module);
     return module;
 }
 

@@ -60,6 +60,12 @@ BENCH_PROGRAMS = BUILD_DIR / "bench"
 PROGRAM_FLAGS = ["-O2", "-static", "-Wall", "-Wextra"]
 GCC_FLAGS = ["-O2", "-shared", "-static-libgcc", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 WINDOWS_LIBRARIES = ["-luser32", "-lkernel32", "-ladvapi32", "-lbcrypt"]
+# The C core must build with MSVC too, which no build here runs: so it compiles as ISO C11 with
+# every warning an error, for 64-bit and 32-bit Windows. -pedantic-errors refuses the GNU
+# extensions MSVC lacks (statement expressions, zero-length arrays, typeof), -Wvla the
+# variable-length arrays that C11 allows and MSVC does not.
+STRICT_COMPILERS = [MINGW_GCC, "i686-w64-mingw32-gcc"]
+STRICT_FLAGS = ["-std=c11", "-pedantic-errors", "-Wall", "-Wextra", "-Werror", "-Wvla", "-O2"]
 
 
 def log(message: str) -> None:
@@ -174,6 +180,20 @@ def build_programs(sources: Path, output: Path) -> None:
         run([MINGW_GCC, *PROGRAM_FLAGS, str(source), "-o", str(program), "-luser32", "-lkernel32"])
 
 
+def check_strict_c() -> None:
+    """Compile every csrc/*.c with STRICT_FLAGS for both Windows targets: any warning fails the build."""
+    sources = sorted((ROOT / "csrc").glob("*.c"))
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="strict.", dir=BUILD_DIR) as objects:
+        for compiler in STRICT_COMPILERS:
+            if not shutil.which(compiler):
+                sys.exit(f"[winenv] {compiler} is missing: install mingw-w64 (apt-get install -y mingw-w64)")
+            log(f"checking csrc/*.c with {compiler} {' '.join(STRICT_FLAGS)}")
+            for source in sources:
+                run([compiler, *STRICT_FLAGS, "-I", str(ROOT / "csrc"), "-c", str(source),
+                     "-o", str(Path(objects) / f"{source.stem}.o")])
+
+
 def build(force: bool = False) -> None:
     setup()
     build_programs(TEST_PROGRAMS_SOURCE, TEST_PROGRAMS)
@@ -184,6 +204,7 @@ def build(force: bool = False) -> None:
     if extension_is_current() and not force:
         return
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    check_strict_c()
     generated = BUILD_DIR / "_core.c"
     log("generating the cffi module source from copydata/_ffi_build.py")
     # The same cffi description that setup.py uses; any Python with cffi can emit it.
