@@ -47,7 +47,7 @@ typedef struct checked_frame {
 /* Each defined in its own file, and used by pointer elsewhere. */
 typedef struct cd_pool cd_pool;                  /* pool.c */
 typedef struct cd_transfer cd_transfer;          /* parts.c */
-typedef struct kept_section kept_section;        /* shm_reader.c */
+typedef struct kept_section kept_section;        /* pool.c */
 typedef struct handed_section handed_section;    /* shm_reader.c */
 
 
@@ -141,15 +141,18 @@ int cd__hand_over_and_wait(cd_receiver *r, const arrival *a, const unsigned char
 LRESULT cd__hand_over_batch(cd_receiver *r, const arrival *a, const checked_frame *batch, handed_section *section);
 /* Sync mode: a plain message, Python's answer its answer. */
 LRESULT cd__hand_over_plain(cd_receiver *r, const arrival *a, const unsigned char *data);
-/* With the lock held: waits up to timeout_ms (from start) until ready(r). CD_OK once it is,
- * CD_CLOSED if *ended is set first, else CD_TIMEOUT; the lock is held again either way. */
-int cd__wait_until(cd_receiver *r, int (*ready)(const cd_receiver *), const int *ended, ULONGLONG start,
-                   uint32_t timeout_ms);
 
 
 /*
- * The block pool, and the memory of messages (pool.c)
+ * The memory of messages: the block pool, leases, kept mappings (pool.c)
  */
+
+/* A mapping of a sender's section, shared by the receiver's cache, the views Python keeps
+ * (sync mode) and the leases on it (queue mode): the last reference unmaps it. */
+struct kept_section {
+    const unsigned char *view;
+    LONG references;
+};
 
 /* A message of size bytes, its data right behind it; its block from the pool if it is large. */
 cd_message *cd__new_large_message(cd_receiver *r, uint64_t tag, uint64_t sender, size_t size, int codec_id);
@@ -163,6 +166,16 @@ void cd__pool_sweep(cd_pool *pool, ULONGLONG now);
 void cd__pool_close(cd_pool *pool);
 /* The receiver's own reference: the last one out frees the pool. */
 void cd__pool_release(cd_pool *pool);
+/* A lease on a frame's records in a mapped section (its own reference to the mapping), held by
+ * the frame until its records are queued; NULL if there is no memory for one. */
+cd_lease *cd__lease_open(kept_section *mapping, volatile LONG64 *release_word, uint64_t id);
+/* The frame's lease when none of its records was queued under it: no release word is written. */
+void cd__lease_abandon(cd_lease *lease);
+/* A message whose bytes stay where they are, in a sender's section, under lease. */
+cd_message *cd__leased_message(cd_lease *lease, uint64_t tag, uint64_t sender, const unsigned char *data,
+                               size_t size, int codec_id);
+/* One message less under the lease: the last one writes the lease id into the release word. */
+void cd__lease_release(cd_lease *lease);
 
 
 /*
@@ -185,7 +198,7 @@ void cd__parts_close(cd_receiver *r);
 
 
 /*
- * Senders' shared memory: the section cache, leases, rings, and sync mode's hand-over of a
+ * Senders' shared memory: the section cache, leasing, rings, and sync mode's hand-over of a
  * section's records (shm_reader.c)
  */
 
@@ -227,11 +240,6 @@ LRESULT cd__accept_section(cd_receiver *r, const arrival *a, const cd_section_de
 void cd__take_announced(cd_receiver *r, uint64_t id, uint64_t lease);
 /* Sync mode: a section's records, handed over where they are. */
 LRESULT cd__hand_over_section(cd_receiver *r, const arrival *a, const cd_section_descriptor *descriptor);
-/* A message whose bytes stay where they are, in a sender's section, under lease. */
-cd_message *cd__leased_message(cd_lease *lease, uint64_t tag, uint64_t sender, const unsigned char *data,
-                               size_t size, int codec_id);
-/* One message less under the lease: the last one writes the lease id into the release word. */
-void cd__lease_release(cd_lease *lease);
 /* Forgets the sections and rings unused for a while; with close, every one. */
 void cd__shm_sweep(cd_receiver *r, ULONGLONG now);
 void cd__shm_close(cd_receiver *r);
@@ -281,5 +289,26 @@ struct cd_receiver {
     seal_check seals;
     refusal_log refusals;
 };
+
+/* With the lock held: waits up to timeout_ms (from start) until ready(r). CD_OK once it is,
+ * CD_CLOSED if *ended is set first, else CD_TIMEOUT; the lock is held again either way. Both
+ * takes wait so, for messages (queue.c) and for refusals (refusals.c). */
+static inline int cd__wait_until(cd_receiver *r, int (*ready)(const cd_receiver *), const int *ended,
+                                 ULONGLONG start, uint32_t timeout_ms)
+{
+    while (!ready(r)) {
+        DWORD wait = CD_WAIT_FOREVER;
+        if (*ended)
+            return CD_CLOSED;
+        if (timeout_ms != CD_WAIT_FOREVER) {
+            ULONGLONG elapsed = GetTickCount64() - start;
+            if (elapsed >= timeout_ms)
+                return CD_TIMEOUT;
+            wait = (DWORD)(timeout_ms - elapsed);
+        }
+        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
+    }
+    return CD_OK;
+}
 
 #endif

@@ -1,8 +1,10 @@
 /*
- * The memory of a receiver's messages: each message is one allocation, its bytes right behind
- * it, freed by whoever holds it last (the queue, or Python). Blocks of large messages go back
- * to a pool and are kept for the next ones: copying into fresh memory costs a page fault per
- * page, several times the copy itself.
+ * The memory of a receiver's messages, freed by whoever holds a message last (the queue, or
+ * Python). A message's bytes are its own, right behind it in one allocation; the blocks of
+ * large ones go back to a pool and are kept for the next ones, as copying into fresh memory
+ * costs a page fault per page, several times the copy itself. Or its bytes lie in a sender's
+ * section, under a lease (queue mode): the last message of a lease freed writes the sender's
+ * release word. Mappings of sections are shared by reference, with Python too.
  */
 #include "internal.h"
 #include <stdlib.h>
@@ -203,4 +205,68 @@ void cd__pool_close(cd_pool *pool)
     pool->closed = 1;
     ReleaseSRWLockExclusive(&pool->lock);
     pool_trim(pool, GetTickCount64(), 0);
+}
+
+/* Queue mode: a frame's large records, queued where they lie in the sender's section (see
+ * CD_KIND_SECTION). Each such message holds a reference; once the last one is freed, the
+ * lease id goes into the sender's release word, and the sender may write there again. */
+struct cd_lease {
+    kept_section *mapping;
+    volatile LONG64 *release_word;
+    uint64_t id;
+    LONG references;
+};
+
+cd_lease *cd__lease_open(kept_section *mapping, volatile LONG64 *release_word, uint64_t id)
+{
+    cd_lease *lease = (cd_lease *)malloc(sizeof *lease);
+
+    if (lease == NULL)
+        return NULL;
+    lease->mapping = mapping;
+    InterlockedIncrement(&mapping->references);
+    lease->release_word = release_word;
+    lease->id = id;
+    lease->references = 1;  /* the frame's own, until its records are queued */
+    return lease;
+}
+
+void cd__lease_abandon(cd_lease *lease)
+{
+    cd_kept_section_release(lease->mapping);
+    free(lease);
+}
+
+void cd__lease_release(cd_lease *lease)
+{
+    if (InterlockedDecrement(&lease->references) != 0)
+        return;
+    InterlockedExchange64(lease->release_word, (LONG64)lease->id);
+    cd_kept_section_release(lease->mapping);
+    free(lease);
+}
+
+cd_message *cd__leased_message(cd_lease *lease, uint64_t tag, uint64_t sender, const unsigned char *data,
+                               size_t size, int codec_id)
+{
+    cd_message *m = (cd_message *)calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->tag = tag;
+    m->sender = sender;
+    m->size = size;
+    m->data = (const char *)data;
+    m->codec_id = codec_id;
+    m->lease = lease;
+    InterlockedIncrement(&lease->references);
+    return m;
+}
+
+void cd_kept_section_release(const void *kept)
+{
+    kept_section *k = (kept_section *)kept;
+    if (k != NULL && InterlockedDecrement(&k->references) == 0) {
+        cd_section_unmap(k->view);
+        free(k);
+    }
 }

@@ -221,24 +221,6 @@ LRESULT cd__hand_over_plain(cd_receiver *r, const arrival *a, const unsigned cha
     return answer;
 }
 
-int cd__wait_until(cd_receiver *r, int (*ready)(const cd_receiver *), const int *ended, ULONGLONG start,
-                   uint32_t timeout_ms)
-{
-    while (!ready(r)) {
-        DWORD wait = CD_WAIT_FOREVER;
-        if (*ended)
-            return CD_CLOSED;
-        if (timeout_ms != CD_WAIT_FOREVER) {
-            ULONGLONG elapsed = GetTickCount64() - start;
-            if (elapsed >= timeout_ms)
-                return CD_TIMEOUT;
-            wait = (DWORD)(timeout_ms - elapsed);
-        }
-        SleepConditionVariableSRW(&r->changed, &r->lock, wait, 0);
-    }
-    return CD_OK;
-}
-
 static int messages_waiting(const cd_receiver *r)
 {
     return r->queue.head != NULL;

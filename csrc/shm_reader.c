@@ -3,8 +3,8 @@
  * CD_KIND_SECTION and CD_RING_SIZE in copydata.h).
  *   - the section cache: a sender's section stays mapped while the sender goes on using it,
  *     and only once its owner and secret are proven;
- *   - leases (queue mode): large records queued where they lie, and the release word written
- *     once the last of them is freed;
+ *   - leases (queue mode): large records of a frame queued where they lie, under a lease that
+ *     the last of them releases (pool.c), which writes the sender's release word;
  *   - rings: the next frame announced in a ring block and posted, answered in the block;
  *   - sync mode: a section's records handed over in place, and the mapping shared with Python
  *     should it keep a view past its callback.
@@ -14,23 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A mapping of a sender's section, shared by the receiver's cache, the views Python keeps
- * (sync mode) and the leases on it (queue mode): the last reference unmaps it. */
-struct kept_section {
-    const unsigned char *view;
-    LONG references;
-};
-
-/* Queue mode: a frame's large records, queued where they lie in the sender's section (see
- * CD_KIND_SECTION). Each such message holds a reference; once the last one is freed, the
- * lease id goes into the sender's release word, and the sender may write there again. */
-struct cd_lease {
-    kept_section *mapping;
-    volatile LONG64 *release_word;
-    uint64_t id;
-    LONG references;
-};
-
 /* Sync mode: the section a frame's records are handed over from. Once Python keeps a view of
  * one, the mapping leaves the receiver's cache (slot NULL) for kept, shared by the others. */
 struct handed_section {
@@ -38,31 +21,6 @@ struct handed_section {
     kept_section *kept;
 };
 #define MAPPED_SECTION_IDLE_MS 1000
-
-void cd__lease_release(cd_lease *lease)
-{
-    if (InterlockedDecrement(&lease->references) != 0)
-        return;
-    InterlockedExchange64(lease->release_word, (LONG64)lease->id);
-    cd_kept_section_release(lease->mapping);
-    free(lease);
-}
-
-cd_message *cd__leased_message(cd_lease *lease, uint64_t tag, uint64_t sender, const unsigned char *data,
-                               size_t size, int codec_id)
-{
-    cd_message *m = (cd_message *)calloc(1, sizeof *m);
-    if (m == NULL)
-        return NULL;
-    m->tag = tag;
-    m->sender = sender;
-    m->size = size;
-    m->data = (const char *)data;
-    m->codec_id = codec_id;
-    m->lease = lease;
-    InterlockedIncrement(&lease->references);
-    return m;
-}
 
 static void unmap_section(mapped_section *s)
 {
@@ -244,24 +202,17 @@ LRESULT cd__accept_section(cd_receiver *r, const arrival *a, const cd_section_de
     default:
         return cd__refuse(r, CD_REASON_MALFORMED, a);
     }
-    if (descriptor->lease_id != 0 && section->writable && frame.record_bytes >= CD_LEASE_MIN_RECORD
-        && (lease = (cd_lease *)malloc(sizeof *lease)) != NULL) {
-        lease->mapping = section->mapping;
-        InterlockedIncrement(&lease->mapping->references);
-        lease->release_word = (volatile LONG64 *)(section->view + descriptor->release_offset);
-        lease->id = descriptor->lease_id;
-        lease->references = 1;  /* this frame's own, until its records are queued */
-    }
+    if (descriptor->lease_id != 0 && section->writable && frame.record_bytes >= CD_LEASE_MIN_RECORD)
+        lease = cd__lease_open(section->mapping, (volatile LONG64 *)(section->view + descriptor->release_offset),
+                               descriptor->lease_id);
     slot = lease != NULL ? ring_slot(r, descriptor, section, &ring_id) : NULL;
     answer = cd__accept_batch(r, a, &frame, lease, slot != NULL);
     if (answer == CD_ANSWER_LEASED_RING)
         arm_ring(slot, ring_id, a, descriptor);
-    if (lease != NULL && (answer == CD_ANSWER_LEASED || answer == CD_ANSWER_LEASED_RING)) {
+    if (lease != NULL && (answer == CD_ANSWER_LEASED || answer == CD_ANSWER_LEASED_RING))
         cd__lease_release(lease);  /* the queued records hold it now */
-    } else if (lease != NULL) {
-        cd_kept_section_release(lease->mapping);  /* nothing was kept: the sender reads no release word */
-        free(lease);
-    }
+    else if (lease != NULL)
+        cd__lease_abandon(lease);  /* nothing was kept: the sender reads no release word */
     return answer;
 }
 
@@ -370,15 +321,6 @@ const void *cd_receiver_keep_section(cd_receiver *r, cd_message *message)
     }
     InterlockedIncrement(&handed->kept->references);
     return handed->kept;
-}
-
-void cd_kept_section_release(const void *kept)
-{
-    kept_section *k = (kept_section *)kept;
-    if (k != NULL && InterlockedDecrement(&k->references) == 0) {
-        cd_section_unmap(k->view);
-        free(k);
-    }
 }
 
 void cd__shm_sweep(cd_receiver *r, ULONGLONG now)
