@@ -2,6 +2,10 @@
  * copydata core: receiver windows that take WM_COPYDATA into a bounded queue, sending with
  * SendMessageTimeoutW, and publishing a receiver's window under a name.
  *
+ * This header is what Python sees, through cffi: the API of copydata._core, and the numbers and
+ * layouts of the protocol. What only the C files call one another for is in internal.h (and
+ * frames.h, the frame checks that build without Windows).
+ *
  * Window handles travel as uint64_t so that the Python side never needs Windows types.
  * Every function that can fail returns a cd_status and, where Win32 said why, its error code.
  */
@@ -19,23 +23,51 @@
 #define CD_MAX_NAME_LENGTH 128
 #define CD_WAIT_FOREVER 0xFFFFFFFFu
 
-/* The envelope (see copydata/_envelope.py for the whole layout) and the batch frame: an
- * envelope of kind CD_KIND_BATCH whose body is records of {u64 tag, u32 size, size bytes},
- * all little-endian, back to back, at least one. */
+/* The protocol's layouts are structs checked at compile time, each by a typedef that no
+ * compiler takes if the check fails (an array of -1 bytes), MSVC's C included.
+ * A frame is a byte string that may lie anywhere in a buffer, so the headers of frames are
+ * made of byte arrays: alignment 1, no padding, sizeof their size on the wire. Their numbers
+ * are little-endian (as every Windows target is), read and written whole (frames.c). The words
+ * of a section's own header, by contrast, are aligned 64-bit words that both processes read
+ * and write as such (cd_section_header, cd_ring_block). */
+#define CD_LAYOUT_CHECK(name, condition) typedef char cd_layout_check_##name[(condition) ? 1 : -1]
+
+/* The envelope (copydata/_envelope.py says what else it carries): a header in front of a
+ * payload that is not plain bytes, and of each of copydata's frames. */
 #define CD_ENVELOPE_MAGIC "\x89" "CDE"
 #define CD_ENVELOPE_VERSION 1
 #define CD_ENVELOPE_HEADER_SIZE 16
+typedef struct cd_envelope_header {
+    unsigned char magic[4];       /* CD_ENVELOPE_MAGIC */
+    unsigned char version;        /* CD_ENVELOPE_VERSION */
+    unsigned char codec;          /* how the body is encoded (0: bytes) */
+    unsigned char kind;           /* CD_KIND_* for a frame */
+    unsigned char flags;          /* 0 */
+    unsigned char request_id[8];  /* u64; a part's transfer id, a descriptor's lease id */
+} cd_envelope_header;
+CD_LAYOUT_CHECK(envelope_header, sizeof(cd_envelope_header) == CD_ENVELOPE_HEADER_SIZE);
+/* A batch frame: an envelope of kind CD_KIND_BATCH (request id 0) whose body is records, each
+ * a cd_record_header and then its size bytes, back to back, at least one. */
 #define CD_KIND_BATCH 4
 #define CD_BATCH_RECORD_HEADER_SIZE 12
-/* A part frame: an envelope of kind CD_KIND_PART whose request-id field holds a nonzero
- * transfer id, then u64 total size and u64 offset of this part, then the part's bytes. */
+typedef struct cd_record_header {
+    unsigned char tag[8];         /* u64 */
+    unsigned char size[4];        /* u32: the record's bytes that follow */
+} cd_record_header;
+CD_LAYOUT_CHECK(record_header, sizeof(cd_record_header) == CD_BATCH_RECORD_HEADER_SIZE);
+/* A part frame: a cd_part_header, then the part's bytes. */
 #define CD_KIND_PART 5
 #define CD_PART_HEADER_SIZE 32
+typedef struct cd_part_header {
+    cd_envelope_header envelope;  /* kind CD_KIND_PART; request id: the transfer id, nonzero */
+    unsigned char total[8];       /* u64: the whole message's size */
+    unsigned char offset[8];      /* u64: where in it this part goes */
+} cd_part_header;
+CD_LAYOUT_CHECK(part_header, sizeof(cd_part_header) == CD_PART_HEADER_SIZE);
 #define CD_MAX_TRANSFERS 64
-/* A section descriptor: an envelope of kind CD_KIND_SECTION whose request-id field holds a
- * lease id (0: none), then u64 offset, u64 length, u64 release offset, u64 ring offset (0:
- * none), the section's 16-byte secret, u32 name length in characters, then the section's name
- * in UTF-16 (no NUL). The range it names in that section holds a batch frame or a part frame
+/* A section descriptor: a cd_descriptor_header (CD_SECTION_HEADER_SIZE bytes: the
+ * descriptor's, not the section's own cd_section_header), then the section's name in UTF-16
+ * (no NUL). The range it names in that section holds a batch frame or a part frame
  * of the descriptor's codec (a part's tag is the descriptor's dwData). A receiver in queue
  * mode answers once it has checked the frame and before it copies it out: the sender then
  * writes its next frame elsewhere in the section, and may reuse this range once the receiver
@@ -46,12 +78,22 @@
  * once it is done with all of them. The sender reuses the range only after that. */
 #define CD_KIND_SECTION 6
 #define CD_SECTION_HEADER_SIZE 68
+#define CD_SECTION_SECRET_SIZE 16
+typedef struct cd_descriptor_header {
+    cd_envelope_header envelope;  /* kind CD_KIND_SECTION; request id: the lease id (0: none) */
+    unsigned char offset[8];      /* u64: the range, in the section */
+    unsigned char length[8];      /* u64 */
+    unsigned char release_offset[8];  /* u64: with a lease, the release word (else 0) */
+    unsigned char ring_offset[8];     /* u64: with a lease, the ring block (0: none) */
+    unsigned char secret[CD_SECTION_SECRET_SIZE];  /* the section header's */
+    unsigned char name_length[4]; /* u32: the name's length in UTF-16 units */
+} cd_descriptor_header;
+CD_LAYOUT_CHECK(descriptor_header, sizeof(cd_descriptor_header) == CD_SECTION_HEADER_SIZE);
 /* Every section starts with a cd_section_header. Its secret proves a descriptor's right to the
  * section: anyone can list section names, only those its creator lets read it know the secret.
  * A receiver reads nothing of the range, and writes no release word, until the section's magic
  * and secret match the descriptor's. A Sender's frames lie from CD_SECTION_DATA_OFFSET on. */
 #define CD_SECTION_MAGIC "cd.shm.1"  /* 8 bytes, no NUL */
-#define CD_SECTION_SECRET_SIZE 16
 #define CD_SECTION_DATA_OFFSET 4096
 /* A ring block: CD_RING_SIZE bytes at a descriptor's ring offset, outside its range, in which a
  * sender announces its next frames without a round trip each (a Sender does while a queue-mode
@@ -74,6 +116,7 @@ typedef struct cd_ring_block {
     uint64_t release_offset;
     uint64_t answer;          /* the receiver's: lease_id << 8 | its answer */
 } cd_ring_block;
+CD_LAYOUT_CHECK(ring_block, sizeof(cd_ring_block) == CD_RING_SIZE);
 typedef struct cd_section_header {
     unsigned char magic[8];   /* CD_SECTION_MAGIC */
     unsigned char secret[CD_SECTION_SECRET_SIZE];
@@ -81,6 +124,8 @@ typedef struct cd_section_header {
     uint64_t reserved[3];
     cd_ring_block ring;         /* a Sender's ring block */
 } cd_section_header;
+CD_LAYOUT_CHECK(section_header, offsetof(cd_section_header, release_words) == 24
+                                && offsetof(cd_section_header, ring) == 64 && sizeof(cd_section_header) == 112);
 #define CD_RING_MESSAGE L"copydata.v1.ring"
 #define CD_RING_IDLE_MS 60000
 #define CD_MAX_RINGS 64
@@ -104,15 +149,22 @@ typedef struct cd_section_header {
 /* Records from this size up are kept in place under a lease; smaller ones are copied, so that
  * a small message held long keeps at most a few times its size of the section mapped. */
 #define CD_LEASE_MIN_RECORD (1u << 20)
-/* A sealed frame, for receivers with a key: an envelope of kind CD_KIND_SEALED (codec 0,
- * request id 0), then u64 sealer id (random, nonzero), u64 counter (from 1), u64 the
- * sealer's GetTickCount64() in ms, the HMAC-SHA256, then the inner payload, which is any
- * other payload. The MAC covers the target window (u64, its low 32 bits), the tag (u64),
- * the 40 bytes before the MAC, and the inner payload. */
+/* A sealed frame, for receivers with a key: a cd_seal_header, then the inner payload, which is
+ * any other payload. The MAC covers the target window (u64, its low 32 bits), the tag (u64),
+ * the CD_SEAL_SIGNED_SIZE bytes before the MAC, and the inner payload. */
 #define CD_KIND_SEALED 7
 #define CD_SEAL_HEADER_SIZE 72
 #define CD_SEAL_SIGNED_SIZE 40
 #define CD_MAC_SIZE 32
+typedef struct cd_seal_header {
+    cd_envelope_header envelope;  /* kind CD_KIND_SEALED, codec 0, request id 0 */
+    unsigned char sealer_id[8];   /* u64: random, nonzero */
+    unsigned char counter[8];     /* u64: from 1 */
+    unsigned char time_ms[8];     /* u64: the sealer's GetTickCount64() */
+    unsigned char mac[CD_MAC_SIZE];  /* HMAC-SHA256 */
+} cd_seal_header;
+CD_LAYOUT_CHECK(seal_header, sizeof(cd_seal_header) == CD_SEAL_HEADER_SIZE
+                             && offsetof(cd_seal_header, mac) == CD_SEAL_SIGNED_SIZE);
 #define CD_MIN_KEY_SIZE 16
 #define CD_MAX_KEY_SIZE 1024
 /* How far a seal's time may lie behind the receiver's clock (and ahead of it), and how many
@@ -336,11 +388,10 @@ typedef struct cd_batch {
 
 /* Empties the batch and writes the envelope header for codec_id. */
 int cd_batch_start(cd_batch *batch, int codec_id);
-int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size);
 /* At most this many records a frame: a receiver with the default max_queue_messages (100,000)
  * takes any frame a Sender builds, however small its messages. */
 #define CD_BATCH_MAX_RECORDS 65536
-/* cd_batch_append, unless the batch has records already and this one would take it past
+/* Appends a record, unless the batch has records already and this one would take it past
  * max_bytes or CD_BATCH_MAX_RECORDS, or the batch's memory is borrowed and too small: then
  * CD_FULL, and the caller sends the batch first (or lends it more memory). */
 int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
@@ -349,120 +400,20 @@ int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, s
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity);
 void cd_batch_release(cd_batch *batch);
 
-/* 1 when data starts like a batch or part frame, or a sealed frame around one, which only a
- * Sender sends (so it understands CD_ANSWER_NEVER_FITS); 0 otherwise. Reads only envelope
- * headers and trusts no MAC: the answer is all it decides. */
-int cd_is_sender_frame(const unsigned char *data, size_t size);
 /* Checks a payload: 0 when it is no batch frame, 1 for a valid one (its record count, their
  * total size and its codec set), -1 for a batch frame that is malformed. */
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id);
-/* The record at *offset of a batch frame (start at CD_ENVELOPE_HEADER_SIZE): 1 with its tag,
- * bytes and length, *offset moved past it; 0 at the end; -1 when it runs past size. It reads
- * each length once, so a frame that another process goes on writing to (a sender's section)
- * cannot lead it outside size. */
-int cd_batch_next(const unsigned char *frame, size_t size, size_t *offset, uint64_t *tag,
-                  const unsigned char **data, size_t *length);
-
-typedef struct cd_part {
-    uint64_t transfer_id;
-    uint64_t total;
-    uint64_t offset;
-    int codec_id;
-    const unsigned char *data;
-    size_t length;
-} cd_part;
-
-/* Checks a payload: 0 when it is no part frame, 1 for a valid one (described in part), -1 for
- * a part frame that is malformed (no transfer id, empty, or past its total). */
-int cd_part_check(const unsigned char *data, size_t size, cd_part *part);
 
 typedef struct cd_section cd_section;
-typedef struct cd_section_descriptor {
-    uint64_t lease_id;        /* 0: the receiver copies the frame out */
-    uint64_t offset;
-    uint64_t length;
-    uint64_t release_offset;  /* with a lease: where the receiver writes lease_id when done */
-    uint64_t ring_offset;     /* with a lease: the ring block (0: none) */
-    unsigned char secret[CD_SECTION_SECRET_SIZE];  /* must equal the section header's */
-    int codec_id;
-    uint16_t name[CD_MAX_SECTION_NAME + 1];  /* UTF-16, NUL-terminated: a wchar_t string on Windows */
-} cd_section_descriptor;
 
-/* Whether a UTF-16 name of that many units lies in copydata's section namespace: the prefix,
- * then at least one more unit, no backslash and no NUL, at most CD_MAX_SECTION_NAME in all. */
-int cd_section_name_ok(const uint16_t *name, size_t length);
-
-/* The process user's SID (free with cd_free_sid), the owner every section must have. */
-void *cd_current_user_sid(void);
-void cd_free_sid(void *sid);
 /* A section of size bytes under name (in CD_SECTION_PREFIX's namespace), owned by and open
  * only to the current user, committed, mapped for writing, its header written (a fresh random
  * secret). CD_NAME_IN_USE if the name exists already. */
 int cd_section_create(const wchar_t *name, uint64_t size, cd_section **section, uint32_t *win32_error);
 void *cd_section_view(cd_section *section);
 void cd_section_close(cd_section *section);
-/* Checks a payload: 0 when it is no section descriptor, 1 for a valid one, -1 for a malformed one. */
-int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor);
-/* Whether a descriptor's numbers are consistent (as cd_section_check requires): a range of at
- * least a byte, and with a lease a release word and a ring block (if any) on 8 bytes outside it. */
-int cd_section_fields_ok(const cd_section_descriptor *descriptor);
-/* Maps a whole section, if owner_sid owns it and it is committed memory backed by the page
- * file (no file, whose pages may fail to read, and nothing merely reserved): its view, how
- * many bytes of it may be read, and whether the view may be written to as well (if the
- * section allows it). CD_OK, CD_NOT_FOUND (no such section) or CD_INVALID. */
-int cd_section_map(const uint16_t *name, const void *owner_sid, const unsigned char **view, uint64_t *size,
-                   int *writable);
-void cd_section_unmap(const unsigned char *view);
 
-typedef struct cd_seal {
-    uint64_t sealer_id;
-    uint64_t counter;
-    uint64_t time_ms;
-    const unsigned char *mac;    /* CD_MAC_SIZE bytes */
-    const unsigned char *inner;
-    size_t inner_size;
-} cd_seal;
-
-/* Checks a payload: 0 when it is no sealed frame, 1 for a well-formed one (its MAC not yet
- * verified), -1 for a malformed one. */
-int cd_seal_check(const unsigned char *data, size_t size, cd_seal *seal);
-
-/* The counters seen from each sealer, to refuse a sealed frame that comes again. */
-typedef struct cd_replay_entry {
-    uint64_t sealer_id;
-    uint64_t newest;      /* the highest counter accepted */
-    uint64_t seen;        /* bit i: counter newest - i was accepted */
-    uint64_t touched_ms;  /* the receiver's clock when this entry last changed */
-} cd_replay_entry;
-typedef struct cd_replay {
-    cd_replay_entry *entries;
-    size_t count;
-    size_t capacity;
-} cd_replay;
-
-enum cd_replay_verdict {
-    CD_REPLAY_NEW = 0,       /* never seen: may be accepted */
-    CD_REPLAY_SEEN = 1,      /* accepted before, or older than the window of late counters */
-    CD_REPLAY_STALE = 2,     /* its time lies outside what the receiver's clock allows */
-    CD_REPLAY_CROWDED = 3    /* a new sealer, and CD_MAX_SEALERS are fresh already */
-};
-int cd_replay_check(const cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
-/* Makes room for the seal's sealer, if new, before its frame is accepted, so that recording it
- * afterwards cannot fail: CD_OK, CD_NO_MEMORY, or CD_FULL when CD_MAX_SEALERS fresh sealers are
- * known already. */
-int cd_replay_reserve(cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
-/* Remembers an accepted seal (after cd_replay_check said CD_REPLAY_NEW); fails only as
- * cd_replay_reserve does, and never after it succeeded for this seal. */
-int cd_replay_record(cd_replay *replay, const cd_seal *seal, uint64_t now_ms);
-void cd_replay_release(cd_replay *replay);
-
-/* HMAC-SHA256 with the system's cryptography (Windows CNG), for sealed frames. */
-typedef struct cd_mac cd_mac;
-int cd_mac_open(const unsigned char *key, size_t key_size, cd_mac **mac);
-/* Whether seal's MAC is right for a frame to target with tag: compared in constant time. */
-int cd_mac_verify(cd_mac *mac, uint64_t target, uint64_t tag, const unsigned char *frame, const cd_seal *seal);
-void cd_mac_close(cd_mac *mac);
 /* GetTickCount64(): one clock for every process of the machine, which seals are stamped with. */
 uint64_t cd_now_ms(void);
 

@@ -11,31 +11,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
+#include "frames.h"
 
 static const unsigned char known_codecs[] = {0, 1, 2, 3, 4, 5, 255};
 
-/* The layouts in shared memory, as copydata.h describes them to other implementations. */
-typedef char ring_block_size_ok[sizeof(cd_ring_block) == CD_RING_SIZE ? 1 : -1];
-typedef char section_header_layout_ok[offsetof(cd_section_header, release_words) == 24
-                                      && offsetof(cd_section_header, ring) == 64
-                                      && sizeof(cd_section_header) == 112 ? 1 : -1];
-typedef char section_descriptor_size_ok[CD_SECTION_HEADER_SIZE == 16 + 4 * 8 + CD_SECTION_SECRET_SIZE + 4 ? 1 : -1];
+/* The numbers in frames' headers (copydata.h): little-endian, as the machines that run this
+ * are. */
+static uint64_t get_u64(const unsigned char *bytes)
+{
+    uint64_t value;
+    memcpy(&value, bytes, sizeof value);
+    return value;
+}
 
+static uint32_t get_u32(const unsigned char *bytes)
+{
+    uint32_t value;
+    memcpy(&value, bytes, sizeof value);
+    return value;
+}
+
+static void put_u64(unsigned char *bytes, uint64_t value)
+{
+    memcpy(bytes, &value, sizeof value);
+}
+
+static void put_u32(unsigned char *bytes, uint32_t value)
+{
+    memcpy(bytes, &value, sizeof value);
+}
+
+/* The kind of the envelope data starts with, or -1 if it starts with none. */
 static int envelope_kind(const unsigned char *data, size_t size)
 {
-    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE || memcmp(data, CD_ENVELOPE_MAGIC, 4) != 0
-        || data[4] != CD_ENVELOPE_VERSION)
+    const cd_envelope_header *envelope = (const cd_envelope_header *)data;
+
+    if (data == NULL || size < sizeof *envelope
+        || memcmp(envelope->magic, CD_ENVELOPE_MAGIC, sizeof envelope->magic) != 0
+        || envelope->version != CD_ENVELOPE_VERSION)
         return -1;
-    return data[6];
+    return envelope->kind;
 }
 
 int cd_is_sender_frame(const unsigned char *data, size_t size)
 {
     int kind = envelope_kind(data, size);
 
-    if (kind == CD_KIND_SEALED && size >= CD_SEAL_HEADER_SIZE)
-        kind = envelope_kind(data + CD_SEAL_HEADER_SIZE, size - CD_SEAL_HEADER_SIZE);
+    if (kind == CD_KIND_SEALED && size >= sizeof(cd_seal_header))
+        kind = envelope_kind(data + sizeof(cd_seal_header), size - sizeof(cd_seal_header));
     return kind == CD_KIND_BATCH || kind == CD_KIND_PART;
 }
 
@@ -73,34 +96,38 @@ static int reserve(cd_batch *batch, size_t more)
 
 int cd_batch_start(cd_batch *batch, int codec_id)
 {
+    cd_envelope_header envelope;
+
     if (!codec_is_known(codec_id))
         return CD_INVALID;
     batch->size = 0;
     batch->records = 0;
-    if (!reserve(batch, CD_ENVELOPE_HEADER_SIZE))
+    if (!reserve(batch, sizeof envelope))
         return CD_NO_MEMORY;
-    memset(batch->data, 0, CD_ENVELOPE_HEADER_SIZE);
-    memcpy(batch->data, CD_ENVELOPE_MAGIC, 4);
-    batch->data[4] = CD_ENVELOPE_VERSION;
-    batch->data[5] = (unsigned char)codec_id;
-    batch->data[6] = CD_KIND_BATCH;
-    batch->size = CD_ENVELOPE_HEADER_SIZE;
+    memset(&envelope, 0, sizeof envelope);
+    memcpy(envelope.magic, CD_ENVELOPE_MAGIC, sizeof envelope.magic);
+    envelope.version = CD_ENVELOPE_VERSION;
+    envelope.codec = (unsigned char)codec_id;
+    envelope.kind = CD_KIND_BATCH;
+    memcpy(batch->data, &envelope, sizeof envelope);
+    batch->size = sizeof envelope;
     return CD_OK;
 }
 
-int cd_batch_append(cd_batch *batch, uint64_t tag, const void *data, size_t size)
+static int append_record(cd_batch *batch, uint64_t tag, const void *data, size_t size)
 {
-    uint32_t size32 = (uint32_t)size;
+    cd_record_header header;
 
-    if (batch->size < CD_ENVELOPE_HEADER_SIZE || size > UINT32_MAX)
+    if (batch->size < sizeof(cd_envelope_header) || size > UINT32_MAX)
         return CD_INVALID;
-    if (!reserve(batch, CD_BATCH_RECORD_HEADER_SIZE + size))
+    if (!reserve(batch, sizeof header + size))
         return CD_NO_MEMORY;
-    memcpy(batch->data + batch->size, &tag, 8);
-    memcpy(batch->data + batch->size + 8, &size32, 4);
+    put_u64(header.tag, tag);
+    put_u32(header.size, (uint32_t)size);
+    memcpy(batch->data + batch->size, &header, sizeof header);
     if (size)
-        memcpy(batch->data + batch->size + CD_BATCH_RECORD_HEADER_SIZE, data, size);
-    batch->size += CD_BATCH_RECORD_HEADER_SIZE + size;
+        memcpy(batch->data + batch->size + sizeof header, data, size);
+    batch->size += sizeof header + size;
     batch->records++;
     return CD_OK;
 }
@@ -113,7 +140,7 @@ int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, s
     /* Borrowed memory cannot grow: the caller sends what is there, or lends more. */
     if (batch->borrowed && (size > batch->capacity || CD_BATCH_RECORD_HEADER_SIZE + size > batch->capacity - batch->size))
         return CD_FULL;
-    return cd_batch_append(batch, tag, data, size);
+    return append_record(batch, tag, data, size);
 }
 
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity)
@@ -139,42 +166,42 @@ void cd_batch_release(cd_batch *batch)
 
 /* Copies a header that is then checked and used: read once, through volatile, as a frame
  * may lie in a sender's section, which that process goes on writing to. */
-static void read_once(unsigned char *header, const unsigned char *frame, size_t count)
+static void read_once(void *header, const unsigned char *frame, size_t count)
 {
     const volatile unsigned char *shared = frame;
+    unsigned char *copy = (unsigned char *)header;
     size_t i;
 
     for (i = 0; i < count; i++)
-        header[i] = shared[i];
+        copy[i] = shared[i];
 }
 
 int cd_batch_next(const unsigned char *frame, size_t size, size_t *offset, uint64_t *tag,
                   const unsigned char **data, size_t *length)
 {
-    unsigned char header[CD_BATCH_RECORD_HEADER_SIZE];
+    cd_record_header header;
     uint32_t record_size;
 
     if (*offset >= size)
         return 0;
-    if (size - *offset < CD_BATCH_RECORD_HEADER_SIZE)
+    if (size - *offset < sizeof header)
         return -1;
-    read_once(header, frame + *offset, CD_BATCH_RECORD_HEADER_SIZE);
-    memcpy(tag, header, 8);
-    memcpy(&record_size, header + 8, 4);
-    if (record_size > size - *offset - CD_BATCH_RECORD_HEADER_SIZE)
+    read_once(&header, frame + *offset, sizeof header);
+    *tag = get_u64(header.tag);
+    record_size = get_u32(header.size);
+    if (record_size > size - *offset - sizeof header)
         return -1;
-    *data = frame + *offset + CD_BATCH_RECORD_HEADER_SIZE;
+    *data = frame + *offset + sizeof header;
     *length = record_size;
-    *offset += CD_BATCH_RECORD_HEADER_SIZE + record_size;
+    *offset += sizeof header + record_size;
     return 1;
 }
 
 int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size_t *record_bytes,
                    int *codec_id)
 {
-    static const unsigned char zeros[9] = {0};
-    unsigned char header[CD_ENVELOPE_HEADER_SIZE];
-    size_t offset = CD_ENVELOPE_HEADER_SIZE, length;
+    cd_envelope_header header;
+    size_t offset = sizeof header, length;
     const unsigned char *bytes;
     uint64_t tag;
     int found;
@@ -182,13 +209,13 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
     *records = 0;
     *record_bytes = 0;
     *codec_id = CD_NO_CODEC;
-    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE)
+    if (data == NULL || size < sizeof header)
         return 0;
-    read_once(header, data, CD_ENVELOPE_HEADER_SIZE);
-    if (envelope_kind(header, sizeof header) != CD_KIND_BATCH)
+    read_once(&header, data, sizeof header);
+    if (envelope_kind((const unsigned char *)&header, sizeof header) != CD_KIND_BATCH)
         return 0;
     /* From here on it claims to be a batch frame: anything wrong makes it malformed. */
-    if (!codec_is_known(header[5]) || memcmp(header + 7, zeros, 9) != 0)
+    if (!codec_is_known(header.codec) || header.flags != 0 || get_u64(header.request_id) != 0)
         return -1;
     while ((found = cd_batch_next(data, size, &offset, &tag, &bytes, &length)) == 1) {
         (*records)++;
@@ -196,33 +223,33 @@ int cd_batch_check(const unsigned char *data, size_t size, size_t *records, size
     }
     if (found < 0 || *records == 0)
         return -1;
-    *codec_id = header[5];
+    *codec_id = header.codec;
     return 1;
 }
 
 int cd_part_check(const unsigned char *data, size_t size, cd_part *part)
 {
-    unsigned char header[CD_PART_HEADER_SIZE];
+    cd_part_header header;
+    const size_t envelope_size = sizeof header.envelope;
 
     memset(part, 0, sizeof *part);
-    if (data == NULL || size < CD_ENVELOPE_HEADER_SIZE)
+    if (data == NULL || size < envelope_size)
         return 0;
-    read_once(header, data, CD_ENVELOPE_HEADER_SIZE);
-    if (envelope_kind(header, CD_ENVELOPE_HEADER_SIZE) != CD_KIND_PART)
+    read_once(&header.envelope, data, envelope_size);
+    if (envelope_kind((const unsigned char *)&header.envelope, envelope_size) != CD_KIND_PART)
         return 0;
     /* From here on it claims to be a part frame: anything wrong makes it malformed. */
-    if (size < CD_PART_HEADER_SIZE)
+    if (size < sizeof header)
         return -1;
-    read_once(header + CD_ENVELOPE_HEADER_SIZE, data + CD_ENVELOPE_HEADER_SIZE,
-              CD_PART_HEADER_SIZE - CD_ENVELOPE_HEADER_SIZE);
-    if (!codec_is_known(header[5]) || header[7] != 0)
+    read_once((unsigned char *)&header + envelope_size, data + envelope_size, sizeof header - envelope_size);
+    if (!codec_is_known(header.envelope.codec) || header.envelope.flags != 0)
         return -1;
-    memcpy(&part->transfer_id, header + 8, 8);
-    memcpy(&part->total, header + 16, 8);
-    memcpy(&part->offset, header + 24, 8);
-    part->codec_id = header[5];
-    part->data = data + CD_PART_HEADER_SIZE;
-    part->length = size - CD_PART_HEADER_SIZE;
+    part->transfer_id = get_u64(header.envelope.request_id);
+    part->total = get_u64(header.total);
+    part->offset = get_u64(header.offset);
+    part->codec_id = header.envelope.codec;
+    part->data = data + sizeof header;
+    part->length = size - sizeof header;
     if (part->transfer_id == 0 || part->length == 0 || part->offset > part->total
         || part->length > part->total - part->offset)
         return -1;
@@ -263,48 +290,51 @@ int cd_section_fields_ok(const cd_section_descriptor *d)
 
 int cd_section_check(const unsigned char *data, size_t size, cd_section_descriptor *descriptor)
 {
+    const cd_descriptor_header *header = (const cd_descriptor_header *)data;
     uint32_t characters;
 
     memset(descriptor, 0, sizeof *descriptor);
     if (envelope_kind(data, size) != CD_KIND_SECTION)
         return 0;
     /* From here on it claims to be a section descriptor: anything wrong makes it malformed. */
-    if (size < CD_SECTION_HEADER_SIZE || data[7] != 0 || !codec_is_known(data[5]))
+    if (size < sizeof *header || header->envelope.flags != 0 || !codec_is_known(header->envelope.codec))
         return -1;
-    memcpy(&descriptor->lease_id, data + 8, 8);
-    memcpy(&descriptor->offset, data + 16, 8);
-    memcpy(&descriptor->length, data + 24, 8);
-    memcpy(&descriptor->release_offset, data + 32, 8);
-    memcpy(&descriptor->ring_offset, data + 40, 8);
-    memcpy(descriptor->secret, data + 48, CD_SECTION_SECRET_SIZE);
-    memcpy(&characters, data + 64, 4);
+    descriptor->lease_id = get_u64(header->envelope.request_id);
+    descriptor->offset = get_u64(header->offset);
+    descriptor->length = get_u64(header->length);
+    descriptor->release_offset = get_u64(header->release_offset);
+    descriptor->ring_offset = get_u64(header->ring_offset);
+    memcpy(descriptor->secret, header->secret, sizeof descriptor->secret);
+    characters = get_u32(header->name_length);
     if (characters == 0 || characters > CD_MAX_SECTION_NAME
-        || size != CD_SECTION_HEADER_SIZE + (size_t)characters * sizeof(uint16_t)
+        || size != sizeof *header + (size_t)characters * sizeof(uint16_t)
         || !cd_section_fields_ok(descriptor))
         return -1;
-    memcpy(descriptor->name, data + CD_SECTION_HEADER_SIZE, characters * sizeof(uint16_t));
+    memcpy(descriptor->name, data + sizeof *header, characters * sizeof(uint16_t));
     descriptor->name[characters] = 0;
     if (!cd_section_name_ok(descriptor->name, characters))
         return -1;
-    descriptor->codec_id = data[5];
+    descriptor->codec_id = header->envelope.codec;
     return 1;
 }
 
 int cd_seal_check(const unsigned char *data, size_t size, cd_seal *seal)
 {
+    const cd_seal_header *header = (const cd_seal_header *)data;
+
     memset(seal, 0, sizeof *seal);
     if (envelope_kind(data, size) != CD_KIND_SEALED)
         return 0;
     /* From here on it claims to be sealed: anything wrong makes it malformed. */
-    if (size < CD_SEAL_HEADER_SIZE || data[5] != 0 || data[7] != 0
-        || memcmp(data + 8, "\0\0\0\0\0\0\0\0", 8) != 0)
+    if (size < sizeof *header || header->envelope.codec != 0 || header->envelope.flags != 0
+        || get_u64(header->envelope.request_id) != 0)
         return -1;
-    memcpy(&seal->sealer_id, data + 16, 8);
-    memcpy(&seal->counter, data + 24, 8);
-    memcpy(&seal->time_ms, data + 32, 8);
-    seal->mac = data + CD_SEAL_SIGNED_SIZE;
-    seal->inner = data + CD_SEAL_HEADER_SIZE;
-    seal->inner_size = size - CD_SEAL_HEADER_SIZE;
+    seal->sealer_id = get_u64(header->sealer_id);
+    seal->counter = get_u64(header->counter);
+    seal->time_ms = get_u64(header->time_ms);
+    seal->mac = header->mac;
+    seal->inner = data + sizeof *header;
+    seal->inner_size = size - sizeof *header;
     if (seal->sealer_id == 0 || seal->counter == 0)
         return -1;
     return 1;

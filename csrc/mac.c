@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
+#include "internal.h"
 
 struct cd_mac {
     BCRYPT_ALG_HANDLE algorithm;

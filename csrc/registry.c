@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
 #include "internal.h"
 
 typedef volatile LONG64 slot_t;   /* (process id << 32) | window handle's 32 bits; 0 when free */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
+#include "frames.h"
 
 static const cd_replay_entry *find_entry(const cd_replay *replay, uint64_t sealer_id)
 {

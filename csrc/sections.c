@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
 #include "internal.h"
 
 struct cd_section {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "copydata.h"
+#include "frames.h"
 
 #define EXPECT(condition) do { if (!(condition)) __builtin_trap(); } while (0)
 
@@ -30,14 +30,15 @@ static void walk_batch(const uint8_t *data, size_t size, size_t records, size_t 
     size_t offset = CD_ENVELOPE_HEADER_SIZE, next_offset = CD_ENVELOPE_HEADER_SIZE, seen = 0, bytes = 0;
 
     while (offset < size) {
+        const cd_record_header *record = (const cd_record_header *)(data + offset);
         uint32_t length;
         uint64_t tag, next_tag;
         const unsigned char *next_data;
         size_t next_length;
         char *copy;
-        memcpy(&tag, data + offset, 8);
-        memcpy(&length, data + offset + 8, 4);
-        offset += CD_BATCH_RECORD_HEADER_SIZE;
+        memcpy(&tag, record->tag, sizeof tag);
+        memcpy(&length, record->size, sizeof length);
+        offset += sizeof *record;
         EXPECT(length <= size - offset);
         EXPECT(cd_batch_next(data, size, &next_offset, &next_tag, &next_data, &next_length) == 1);
         EXPECT(next_tag == tag && next_length == length && next_data == data + offset);
@@ -74,7 +75,7 @@ static void check_section(const uint8_t *data, size_t size, const cd_section_des
     for (; i < characters; i++)
         EXPECT(d->name[i] != '\\' && d->name[i] != 0);
     EXPECT(memcmp(d->name, data + CD_SECTION_HEADER_SIZE, 2 * characters) == 0);
-    EXPECT(memcmp(d->secret, data + 48, CD_SECTION_SECRET_SIZE) == 0);  /* carried as it came, checked later */
+    EXPECT(memcmp(d->secret, ((const cd_descriptor_header *)data)->secret, CD_SECTION_SECRET_SIZE) == 0);  /* carried as it came, checked later */
     EXPECT(d->length > 0 && d->offset <= UINT64_MAX - d->length);
     /* A release word and a ring block only with a lease, on 8 bytes, outside the range. */
     if (d->lease_id == 0) {
@@ -120,16 +121,17 @@ static void round_trip(const uint8_t *data, size_t size)
         offset = 0;
         size_t at = CD_ENVELOPE_HEADER_SIZE;
         for (size_t i = 0; i < pieces; i++) {
+            const cd_record_header *record = (const cd_record_header *)(batch.data + at);
             size_t length = data[offset++];
             uint64_t tag;
             uint32_t stored;
             if (length > size - offset)
                 length = size - offset;
-            memcpy(&tag, batch.data + at, 8);
-            memcpy(&stored, batch.data + at + 8, 4);
+            memcpy(&tag, record->tag, sizeof tag);
+            memcpy(&stored, record->size, sizeof stored);
             EXPECT(tag == (uint64_t)i * 0x9E3779B97F4A7C15ull && stored == length);
-            EXPECT(memcmp(batch.data + at + CD_BATCH_RECORD_HEADER_SIZE, data + offset, length) == 0);
-            at += CD_BATCH_RECORD_HEADER_SIZE + length;
+            EXPECT(memcmp(record + 1, data + offset, length) == 0);
+            at += sizeof *record + length;
             offset += length;
         }
     }

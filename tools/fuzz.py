@@ -40,7 +40,7 @@ def ensure_clang() -> None:
 
 
 def build() -> None:
-    inputs = [*SOURCES, ROOT / "csrc" / "copydata.h"]
+    inputs = [*SOURCES, ROOT / "csrc" / "copydata.h", ROOT / "csrc" / "frames.h"]
     if TARGET.exists() and all(path.stat().st_mtime <= TARGET.stat().st_mtime for path in inputs):
         return
     WORK.mkdir(parents=True, exist_ok=True)

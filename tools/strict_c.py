@@ -18,13 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import winenv
-
-ROOT = winenv.ROOT
+ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-COMPILERS = [winenv.MINGW_GCC, winenv.MINGW_GCC_32]
-STRICT_FLAGS = ["-std=c11", "-pedantic-errors", "-Werror", "-Wall", "-Wextra", "-Wno-unused-parameter",
-                "-Wvla", "-fsyntax-only"]
+COMPILERS = ["x86_64-w64-mingw32-gcc", "i686-w64-mingw32-gcc"]
+STRICT_FLAGS = ["-std=c11", "-pedantic-errors", "-Werror", "-Wall", "-Wextra", "-Wvla", "-fsyntax-only"]
 GNU_ONLY_WORDS = re.compile(r"\b(__builtin_\w+|__attribute__|__typeof__|typeof|__sync_\w+|__atomic_\w+|"
                             r"__int128|__asm__|asm|__label__|__auto_type)\b")
 COMMENTS_AND_STRINGS = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
@@ -38,24 +35,28 @@ def gnu_only_words(path: Path) -> list[str]:
             for match in GNU_ONLY_WORDS.finditer(code)]
 
 
-def main() -> int:
-    winenv.ensure_host_packages()
+def problems() -> list[str]:
+    """What keeps csrc/ from being plain ISO C, for each compiler: [] when nothing does."""
+    found = []
     sources = sorted(CSRC.glob("*.c"))
-    failures = 0
     for compiler in COMPILERS:
         for source in sources:
             result = subprocess.run([compiler, *STRICT_FLAGS, "-I", str(CSRC), str(source)],
                                     capture_output=True, text=True, cwd=ROOT)
             if result.returncode != 0:
-                failures += 1
-                print(f"{compiler} {' '.join(STRICT_FLAGS)} {source.relative_to(ROOT)}:\n{result.stderr}",
-                      file=sys.stderr)
-    words = [line for path in sorted(CSRC.glob("*.[ch]")) for line in gnu_only_words(path)]
-    for line in words:
-        print(line, file=sys.stderr)
-    print(f"[strict_c] {failures} of {len(COMPILERS) * len(sources)} compilations failed, "
-          f"{len(words)} GNU-only words", file=sys.stderr)
-    return 1 if failures or words else 0
+                found.append(f"{compiler} {' '.join(STRICT_FLAGS)} {source.relative_to(ROOT)}:\n{result.stderr}")
+    return found + [line for path in sorted(CSRC.glob("*.[ch]")) for line in gnu_only_words(path)]
+
+
+def main() -> int:
+    import winenv
+
+    winenv.ensure_host_packages()
+    found = problems()
+    for problem in found:
+        print(problem, file=sys.stderr)
+    print(f"[strict_c] {len(found)} problems in csrc/ with {', '.join(COMPILERS)}", file=sys.stderr)
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dotnet  # tools/dotnet.py: Mono, for the nrbf codec's tests
+import strict_c  # tools/strict_c.py: csrc/ as ISO C11
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_DIR = ROOT / ".winenv"
@@ -87,7 +88,8 @@ SUITE_PYTHON = WindowsPython("3.11", "3.11.1", ENV_DIR / "installed-3.11")
 SMOKE_PYTHONS = [WindowsPython("3.9", "3.9.1", ENV_DIR / "installed-3.9"),
                  WindowsPython("3.13", "3.13.1", ENV_DIR / "installed-3.13")]
 
-BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", *sorted((ROOT / "csrc").glob("*.[ch]"))]
+BUILD_INPUTS = [ROOT / "copydata" / "_ffi_build.py", ROOT / "csrc" / "copydata.cdef",
+                *sorted((ROOT / "csrc").glob("*.[ch]"))]
 # Plain Win32 C programs: foreign WM_COPYDATA peers for the tests, the C floor and memcpy for
 # the benchmark (SOURCE/NAME.c -> BUILT/NAME.exe).
 TEST_PROGRAMS_SOURCE = ROOT / "tests" / "native"
@@ -282,6 +284,15 @@ def build_programs(sources: Path, output: Path, compiler: str = MINGW_GCC) -> No
         run([compiler, *PROGRAM_FLAGS, str(source), "-o", str(program), "-luser32", "-lkernel32"])
 
 
+def check_strict_c() -> None:
+    """csrc/ as ISO C11 with GNU extensions as errors, for both Windows targets (tools/strict_c.py):
+    MSVC compiles it on Windows, and has never run here."""
+    log("checking csrc/ as ISO C11 for 64-bit and 32-bit Windows (tools/strict_c.py)")
+    found = strict_c.problems()
+    if found:
+        sys.exit("[winenv] csrc/ is not plain ISO C:\n" + "\n".join(found))
+
+
 def build(force: bool = False) -> None:
     setup()
     build_programs(TEST_PROGRAMS_SOURCE, TEST_PROGRAMS)
@@ -294,6 +305,7 @@ def build(force: bool = False) -> None:
     if extension_is_current() and not force:
         return
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    check_strict_c()
     generated = BUILD_DIR / "_core.c"
     log("generating the cffi module source from copydata/_ffi_build.py")
     # The same cffi description that setup.py uses; any Python with cffi can emit it.
