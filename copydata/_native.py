@@ -277,6 +277,27 @@ class NativeReceiver:
             raise ReceiverClosed(f"receiver {self.hwnd:#x} is closed")
         return _unpack(self._first[0], copy, self._leased[0])
 
+    def take_columns(self, max_count: int, wait_ms: int, copy: bool) -> Optional[tuple[Any, int]]:
+        """Up to ``max_count`` queued messages as one block (see MessageBatch: their columns, then
+        their payloads back to back, every payload copied in, leased ones released at once) and
+        their number; None when none came within ``wait_ms``, ReceiverClosed once closed and
+        drained. The block is bytes with ``copy``, else a read-only view that frees it when gone."""
+        status = lib.cd_receiver_take(self._handle, max_count, wait_ms, self._first, self._leased)
+        if status == lib.CD_TIMEOUT:
+            return None
+        if status == lib.CD_CLOSED:
+            raise ReceiverClosed(f"receiver {self.hwnd:#x} is closed")
+        block, block_size, count = ffi.new("char **"), ffi.new("size_t *"), ffi.new("size_t *")
+        if lib.cd_messages_pack_columns(self._first[0], block, block_size, count) != lib.CD_OK:
+            lib.cd_messages_free(self._first[0])
+            raise MemoryError("could not gather the messages taken into one block; they are lost")
+        if copy:
+            whole = ffi.unpack(block[0], block_size[0])
+            lib.cd_block_free(block[0])
+            return whole, int(count[0])
+        owner = ffi.gc(block[0], lib.cd_block_free, block_size[0])
+        return memoryview(ffi.buffer(owner, block_size[0])).toreadonly(), int(count[0])
+
     def take_sync(self) -> SyncMessage:
         """The next message of a sync-mode receiver, waiting without a limit; ReceiverClosed once
         closed."""
@@ -458,6 +479,27 @@ class Batch:
         if status != lib.CD_OK:
             raise MemoryError(f"could not add {len(data)} bytes to the batch frame")
         return True
+
+    def add_within(self, tag: int, data: bytes, limit_lent: int, limit_own: int) -> bool:
+        """Appends a record of ``data`` (bytes, read where it lies) only if the frame stays within
+        ``limit_lent`` bytes in lent memory, ``limit_own`` in its own, and its records within
+        their bound: False (nothing added) otherwise, for the caller's full path to decide."""
+        return lib.cd_batch_add_within(self._batch, tag, data, len(data), limit_lent, limit_own) == lib.CD_OK
+
+    def add_many(self, tags: Any, tag: int, data: bytes, sizes: Any, start: int, count: int, largest: int,
+                 offset: int, limit_lent: int, limit_own: int) -> tuple[int, int]:
+        """Appends records ``start``, ``start + 1``, ... of ``count``, their bytes back to back in
+        ``data`` from ``offset``, ``sizes`` and ``tags`` (arrays of 'Q'; ``tags`` None: ``tag``
+        for all), while each is at most ``largest`` bytes and fits as in :meth:`add_within`: how
+        many were added, and the offset of the first one not added."""
+        added = ffi.new("size_t *")
+        position = ffi.new("size_t *", offset)
+        status = lib.cd_batch_add_many(self._batch, ffi.NULL if tags is None else ffi.from_buffer("uint64_t[]", tags),
+                                       tag, data, len(data), ffi.from_buffer("uint64_t[]", sizes), start, count,
+                                       largest, position, limit_lent, limit_own, added)
+        if status != lib.CD_OK:
+            raise MemoryError(f"could not add {count - start} messages to the batch frame")
+        return int(added[0]), int(position[0])
 
     def move(self, memory: Any, capacity: int) -> bool:
         """Moves the frame so far into ``memory`` (a section's half), where it goes on growing up

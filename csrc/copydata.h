@@ -322,6 +322,15 @@ void cd_messages_free(cd_message *first);
  */
 int cd_messages_pack(cd_message *first, char **block, size_t *block_size, size_t *count, cd_message **rest,
                      cd_message **after);
+/*
+ * Async mode: gathers a taken list into one block laid out in columns, for Python's
+ * MessageBatch: u64 tags[count], u64 senders[count], u64 offsets[count] (of each payload in the
+ * data), u64 sizes[count], i32 codec_ids[count], then, from CD_COLUMNS_SIZE(count), every
+ * payload back to back. Every message is copied in and freed (a leased one's lease released).
+ * Free the block with cd_block_free. On CD_NO_MEMORY nothing changed.
+ */
+#define CD_COLUMNS_SIZE(count) ((36u * (size_t)(count) + 7u) & ~(size_t)7u)
+int cd_messages_pack_columns(cd_message *first, char **block, size_t *block_size, size_t *count);
 void cd_block_free(char *block);
 /* Frees one async-mode message, given its data pointer: for buffers handed to Python as they
  * are, but for messages with a lease (cd_receiver_take counts them in leased), whose data lies
@@ -395,6 +404,18 @@ int cd_batch_start(cd_batch *batch, int codec_id);
  * max_bytes or CD_BATCH_MAX_RECORDS, or the batch's memory is borrowed and too small: then
  * CD_FULL, and the caller sends the batch first (or lends it more memory). */
 int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, size_t max_bytes);
+/* cd_batch_append only if the frame stays within limit_lent bytes in lent memory (and within
+ * that memory), limit_own in its own, and its records within CD_BATCH_MAX_RECORDS: else CD_FULL,
+ * with nothing added, whatever the frame holds (an empty one too). A Sender's common case. */
+int cd_batch_add_within(cd_batch *batch, uint64_t tag, const char *data, size_t size, size_t limit_lent,
+                        size_t limit_own);
+/* Records start, start + 1, ... up to count, as cd_batch_add_within adds each, while each is at
+ * most largest bytes: their bytes back to back in data (data_size in all) from *offset, their
+ * sizes in sizes[], their tags in tags[] (NULL: tag for all). *added says how many went in, and
+ * *offset moves past them. CD_INVALID if a size runs past data_size. */
+int cd_batch_add_many(cd_batch *batch, const uint64_t *tags, uint64_t tag, const char *data, size_t data_size,
+                      const uint64_t *sizes, size_t start, size_t count, size_t largest, size_t *offset,
+                      size_t limit_lent, size_t limit_own, size_t *added);
 /* Moves the frame so far into memory of the caller's (CD_FULL if it does not fit), where it
  * goes on growing up to capacity; the batch's own memory is freed. */
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity);

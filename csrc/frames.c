@@ -143,6 +143,51 @@ int cd_batch_add(cd_batch *batch, uint64_t tag, const void *data, size_t size, s
     return append_record(batch, tag, data, size);
 }
 
+/* Whether a record of size bytes fits the frame within limit: its records within their bound,
+ * and lent memory (a section's half) within its capacity. */
+static int fits_within(const cd_batch *batch, size_t size, size_t limit)
+{
+    size_t room;
+
+    if (batch->records >= CD_BATCH_MAX_RECORDS || batch->size > limit)
+        return 0;
+    room = limit - batch->size;
+    if (batch->borrowed && (batch->size > batch->capacity || batch->capacity - batch->size < room))
+        room = batch->size > batch->capacity ? 0 : batch->capacity - batch->size;
+    return room >= CD_BATCH_RECORD_HEADER_SIZE && size <= room - CD_BATCH_RECORD_HEADER_SIZE;
+}
+
+int cd_batch_add_within(cd_batch *batch, uint64_t tag, const char *data, size_t size, size_t limit_lent,
+                        size_t limit_own)
+{
+    if (!fits_within(batch, size, batch->borrowed ? limit_lent : limit_own))
+        return CD_FULL;
+    return append_record(batch, tag, data, size);
+}
+
+int cd_batch_add_many(cd_batch *batch, const uint64_t *tags, uint64_t tag, const char *data, size_t data_size,
+                      const uint64_t *sizes, size_t start, size_t count, size_t largest, size_t *offset,
+                      size_t limit_lent, size_t limit_own, size_t *added)
+{
+    size_t limit = batch->borrowed ? limit_lent : limit_own, i;
+    int status = CD_OK;
+
+    *added = 0;
+    for (i = start; i < count && sizes[i] <= largest; i++) {
+        size_t size = (size_t)sizes[i];
+        if (*offset > data_size || size > data_size - *offset)
+            return CD_INVALID;
+        if (!fits_within(batch, size, limit))
+            break;
+        status = append_record(batch, tags != NULL ? tags[i] : tag, data + *offset, size);
+        if (status != CD_OK)
+            break;
+        *offset += size;
+        (*added)++;
+    }
+    return status;
+}
+
 int cd_batch_move(cd_batch *batch, void *memory, size_t capacity)
 {
     if (batch->size > capacity)

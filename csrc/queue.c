@@ -321,6 +321,45 @@ int cd_messages_pack(cd_message *first, char **block, size_t *block_size, size_t
     return CD_OK;
 }
 
+int cd_messages_pack_columns(cd_message *first, char **block, size_t *block_size, size_t *count)
+{
+    size_t rows = 0, bytes = 0, data_at, i;
+    cd_message *m, *next;
+    uint64_t *tags, *senders, *offsets, *sizes;
+    int32_t *codecs;
+    char *out;
+
+    *block = NULL;
+    *block_size = *count = 0;
+    for (m = first; m != NULL; m = m->next, rows++)
+        bytes += m->size;  /* bounded by what the queue holds: no overflow */
+    data_at = CD_COLUMNS_SIZE(rows);
+    out = malloc(data_at + bytes + 1);
+    if (out == NULL)
+        return CD_NO_MEMORY;
+    tags = (uint64_t *)(void *)out;
+    senders = tags + rows;
+    offsets = senders + rows;
+    sizes = offsets + rows;
+    codecs = (int32_t *)(void *)(sizes + rows);
+    for (i = 0, bytes = 0, m = first; m != NULL; m = next, i++) {
+        next = m->next;
+        tags[i] = m->tag;
+        senders[i] = m->sender;
+        offsets[i] = bytes;
+        sizes[i] = m->size;
+        codecs[i] = m->codec_id;
+        if (m->size != 0)
+            memcpy(out + data_at + bytes, m->data, m->size);
+        bytes += m->size;
+        cd__release_message(m);  /* a leased one's lease goes now: its sender may write there again */
+    }
+    *block = out;
+    *block_size = data_at + bytes;
+    *count = rows;
+    return CD_OK;
+}
+
 void cd_block_free(char *block)
 {
     free(block);
