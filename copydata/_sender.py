@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Any
+from typing import Any, Iterable, NamedTuple
 
 from . import _checks, _codecs, _native, _seal
 from ._constants import (DEFAULT_CHUNK_SIZE, DEFAULT_LINGER, DEFAULT_MAX_BATCH_BYTES, DEFAULT_SHM_THRESHOLD,
                          DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE, PART_HEADER_SIZE, SECTION_PREFIX)
-from ._errors import CopyDataError
+from ._errors import CopyDataError, MessageTooLarge
 from ._send import Target, encode_body, resolve
 from ._transports import InlineTransport, Link, SectionTransport
 
@@ -20,6 +21,63 @@ __all__ = ["Sender", "SECTION_PREFIX"]
 _MAX_TAG = (1 << 64) - 1
 # A record's length is a u32.
 _MAX_RECORD = (1 << 32) - 1
+# send_many joins messages up to this size into one buffer, for C to take in one call; a larger
+# one is handed over where it lies, as send hands it over.
+_SMALL = 64 << 10
+
+
+class _Many(NamedTuple):
+    """send_many's messages, checked and ready for C."""
+
+    items: list[Any]
+    sizes: array.array       # each one's size in bytes ('Q')
+    tags: array.array | None  # each one's tag ('Q'), or None: all have ``tag``
+    tag: int
+    data: bytes              # the small ones, back to back
+    small: list[bool] | None  # which ones are in ``data`` (None: all)
+
+
+def _byte_sizes(items: list[Any]) -> array.array:
+    """Each item's size in bytes; TypeError naming the first that is not a bytes-like object."""
+    sizes = array.array("Q")
+    for index, item in enumerate(items):
+        if type(item) is bytes:
+            sizes.append(len(item))
+            continue
+        if isinstance(item, str):
+            raise TypeError(f"payloads[{index}] is a str, not bytes-like: encode it first, or use a text codec; "
+                            f"nothing was sent")
+        try:
+            view = memoryview(item)
+        except TypeError:
+            raise TypeError(f"payloads[{index}] is a {type(item).__name__}, not a bytes-like object; "
+                            f"nothing was sent") from None
+        if not view.c_contiguous:
+            raise TypeError(f"payloads[{index}] is not a contiguous buffer; nothing was sent")
+        sizes.append(view.nbytes)
+    return sizes
+
+
+def _tags_for(tag: int | Iterable[int], count: int) -> array.array | None:
+    """The tags of ``count`` messages as one array, or None when ``tag`` is one int for all."""
+    if isinstance(tag, int) and not isinstance(tag, bool):
+        _checks.tag(tag)
+        return None
+    if isinstance(tag, (str, bytes)):
+        raise TypeError(f"tag must be an int or an iterable of ints, not {type(tag).__name__}")
+    tags = list(tag)  # type: ignore[arg-type]
+    if len(tags) != count:
+        raise ValueError(f"{len(tags)} tags for {count} payloads: give one tag, or one per payload; "
+                         f"nothing was sent")
+    try:
+        return array.array("Q", tags)
+    except (TypeError, OverflowError):
+        for index, value in enumerate(tags):
+            try:
+                _checks.tag(value)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"tag[{index}]: {error}; nothing was sent") from None
+        raise
 
 
 class Sender:
@@ -111,7 +169,10 @@ class Sender:
         else:
             self._transport = SectionTransport(link, self._batch, codec_id, max_batch_bytes,
                                                min(shm_threshold, largest))
-        self._lock = threading.Condition(threading.Lock())
+        # send's common case takes the lock itself (a Condition's own __enter__ is a Python call).
+        self._mutex = threading.Lock()
+        self._lock = threading.Condition(self._mutex)
+        self._plain = not self._encodes and self._linger > 0
         self._first_waiting_since: float | None = None
         self._lingerer_idle = False  # the linger thread waits for a frame to start, with no deadline
         self._background_error: CopyDataError | None = None
@@ -137,9 +198,55 @@ class Sender:
 
     def send(self, data: Any, tag: int = 0) -> None:
         """Add one message; it goes out with the next frame."""
+        # The common case first, with nothing it does not need: an int tag, bytes for the bytes
+        # codec, a frame with room for it (copied in by C straight from the bytes object).
+        if type(tag) is not int or not 0 <= tag <= _MAX_TAG:
+            tag = _checks.tag(tag)
+        if type(data) is bytes and self._plain:
+            with self._mutex:
+                limit_lent, limit_own, largest = self._transport.fill_limits
+                if len(data) <= largest and not self._closed and self._background_error is None \
+                        and self._batch.add_within(tag, data, limit_lent, limit_own):
+                    if self._first_waiting_since is None:
+                        self._frame_started()
+                    return
         tag, pointer = self._prepare(data, tag)
         with self._lock:
             self._add(tag, pointer, wait=True)
+
+    def send_many(self, payloads: Iterable[Any], tag: int | Iterable[int] = 0) -> None:
+        """Add many messages at once: what a loop of :meth:`send` does, with one call into C for
+        all those that join a frame as they are.
+
+        Parameters
+        ----------
+        payloads
+            Any iterable of bytes-like objects (encoded first with the Sender's codec, if it is
+            not "bytes").
+        tag
+            One tag for every message, or an iterable of as many tags as there are payloads.
+
+        Messages go out in order, in frames cut at ``max_batch_bytes``, large ones through
+        shared memory or in parts, exactly as :meth:`send` would send them. Returns once every
+        message is in a frame (:meth:`flush` for delivery); with ``linger=0``, the last frame is
+        sent before it returns.
+
+        Raises
+        ------
+        TypeError
+            A payload that is not bytes-like (or a tag that is not an int), naming its index;
+            nothing of the call was sent.
+        MessageTooLarge
+            A payload larger than a frame can hold (4 GiB - 1 through shared memory), naming
+            its index; nothing of the call was sent.
+        ValueError
+            A tag out of range, or a number of tags other than of payloads; nothing was sent.
+        Rejected, SendTimeout, TargetNotFound
+            As :meth:`send`, for a frame that went out meanwhile.
+        """
+        batch = self._prepare_many(payloads, tag)
+        with self._lock:
+            self._add_many(batch)
 
     def flush(self) -> None:
         """Send what is pending; returns once the receiver has accepted all of it."""
@@ -195,6 +302,14 @@ class Sender:
                 self._lock.release()
         await self._in_worker(self._send_prepared, tag, pointer)
 
+    async def asend_many(self, payloads: Iterable[Any], tag: int | Iterable[int] = 0) -> None:
+        """:meth:`send_many` for asyncio: the payloads are checked (and encoded) at once, in the
+        event loop's thread, so a bad one raises here and nothing is sent; they are added in
+        this Sender's worker thread, after the calls before, so the loop never waits for the
+        receiver. Cancelling it stops the wait, not the messages: they are still sent, in turn."""
+        batch = self._prepare_many(payloads, tag)
+        await self._in_worker(self._send_prepared_many, batch)
+
     async def aflush(self) -> None:
         """:meth:`flush` for asyncio, in this Sender's worker thread. Cancelling it stops the
         wait, not the flush: what was pending is still sent."""
@@ -228,6 +343,37 @@ class Sender:
     def _send_prepared(self, tag: int, pointer: Any) -> None:
         with self._lock:
             self._add(tag, pointer, wait=True)
+
+    def _send_prepared_many(self, batch: _Many) -> None:
+        with self._lock:
+            self._add_many(batch)
+
+    def _prepare_many(self, payloads: Iterable[Any], tag: int | Iterable[int]) -> _Many:
+        """The payloads encoded, checked and laid out back to back, with their sizes and tags;
+        TypeError, ValueError or MessageTooLarge naming the first bad one, before anything is sent."""
+        items = payloads if type(payloads) is list else list(payloads)
+        if self._encodes:
+            items = [encode_body(item, self._codec) for item in items]
+        try:
+            data = b"".join(items)  # checks every item is a contiguous bytes-like object, in C
+            sizes = array.array("Q", map(len, items))
+            if sum(sizes) != len(data):  # an item of wider elements (an array of 'H', say)
+                sizes = _byte_sizes(items)
+        except (TypeError, BufferError):
+            _byte_sizes(items)  # raises, naming the first one that is not
+            raise
+        largest = max(sizes, default=0)
+        if largest > _MAX_RECORD and isinstance(self._transport, SectionTransport):
+            index = next(index for index, size in enumerate(sizes) if size > _MAX_RECORD)
+            raise MessageTooLarge(f"payloads[{index}] has {sizes[index]} bytes, more than a frame can hold "
+                                  f"({_MAX_RECORD}); nothing was sent")
+        tags = _tags_for(tag, len(items))
+        small = None
+        if largest > _SMALL:
+            # Each large one (it goes alone in a frame, or in parts) is handed over where it lies.
+            small = [size <= _SMALL for size in sizes]
+            data = b"".join([item for item, is_small in zip(items, small) if is_small])
+        return _Many(items, sizes, tags, tag if isinstance(tag, int) else 0, data, small)
 
     def _worker_busy(self) -> bool:
         with self._worker_lock:
@@ -284,13 +430,45 @@ class Sender:
         if self._linger == 0:
             self._flush_frame()
         elif self._first_waiting_since is None:
-            self._first_waiting_since = time.monotonic()
-            # Woken only from its wait without a deadline: a frame that starts while it waits
-            # for an earlier one's deadline has a later one, and waking it for each frame made
-            # send() wait for the lock (21 ms a GiB in 1 MiB messages).
-            if self._lingerer_idle:
-                self._lock.notify_all()
+            self._frame_started()
         return True
+
+    def _add_many(self, batch: _Many) -> None:
+        """Adds every message of ``batch``, in order, sending frames (and parts) as needed."""
+        if self._closed or self._background_error is not None:
+            self._raise_if_unusable()
+        count, index, offset = len(batch.items), 0, 0
+        small = batch.small
+        while index < count:
+            if small is None or small[index]:
+                limit_lent, limit_own, largest = self._transport.fill_limits
+                added, offset = self._batch.add_many(batch.tags, batch.tag, batch.data, batch.sizes, index, count,
+                                                     min(largest, _SMALL), offset, limit_lent, limit_own)
+                index += added
+                if index == count:
+                    break
+                if small is None or small[index]:  # the frame is full: the next one goes through send's own path
+                    pointer = _native.pointer(memoryview(batch.data)[offset:offset + batch.sizes[index]])
+                    offset += batch.sizes[index]
+                else:
+                    pointer = _native.pointer(batch.items[index])
+            else:
+                pointer = _native.pointer(batch.items[index])
+            self._add(batch.tag if batch.tags is None else batch.tags[index], pointer, wait=True)
+            index += 1
+        if self._linger == 0:
+            self._flush_frame()
+        elif self._first_waiting_since is None and self._batch.records:
+            self._frame_started()
+
+    def _frame_started(self) -> None:
+        """A first message joined an empty frame: the linger's clock starts."""
+        self._first_waiting_since = time.monotonic()
+        # Woken only from its wait without a deadline: a frame that starts while it waits for
+        # an earlier one's deadline has a later one, and waking it for each frame made send()
+        # wait for the lock (21 ms a GiB in 1 MiB messages).
+        if self._lingerer_idle:
+            self._lock.notify_all()
 
     def _raise_if_unusable(self) -> None:
         if self._closed:

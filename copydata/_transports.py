@@ -122,6 +122,13 @@ class InlineTransport:
     def in_parts(self, size: int) -> bool:
         return size > self._chunk_size
 
+    @property
+    def fill_limits(self) -> tuple[int, int, int]:
+        """How far a message may fill the frame in send's common case (nothing moved, nothing in
+        parts): in lent memory, in the frame's own (the same here: WM_COPYDATA's bound), and the
+        largest such message (larger ones go in parts)."""
+        return self.frame_limit, self.frame_limit, self._chunk_size
+
     def send_parts(self, tag: int, data: Any, size: int) -> bool:
         """Sends one message (``data``, a pointer) in parts; True: it went."""
         transfer_id = secrets.randbits(64) | 1  # unguessable, so nobody can slip parts into it
@@ -203,6 +210,14 @@ class SectionTransport:
     def in_parts(self, size: int) -> bool:
         return (self._batch.OVERHEAD + size > self.frame_limit and size > self._largest_whole
                 and not self._whole_messages)
+
+    @property
+    def fill_limits(self) -> tuple[int, int, int]:
+        """How far a message may fill the frame in send's common case (nothing moved, nothing in
+        parts): in a section's half, max_batch_bytes; in the frame's own memory, what
+        WM_COPYDATA carries (beyond it, make_room moves the frame into a section); and the
+        largest such message (one that fits a frame is never sent in parts)."""
+        return self.frame_limit, min(self.frame_limit, self._inline_limit), self.frame_limit
 
     def make_room(self, size: int) -> None:
         """Before a message of ``size`` bytes joins the frame: a frame that outgrows WM_COPYDATA
