@@ -54,7 +54,7 @@ from ._constants import (
     Reason,
     SendFlags,
 )
-from ._messages import Message, ReceiverStats, Refusal
+from ._messages import Message, MessageBatch, ReceiverStats, Refusal
 from ._receiver import Receiver
 from ._request import arequest, request
 from ._sender import Sender
@@ -67,7 +67,8 @@ __all__ = [
     "ChannelFull", "CodecError", "CopyDataError", "MessageTooLarge", "NameInUse", "ReceiverClosed", "Rejected",
     "RecvTimeout", "RequestFailed", "RequestTimeout", "SendFailed", "SendTimeout", "TagTooLarge",
     "TargetNotFound",
-    "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "Receiver", "ReceiverStats", "Refusal", "Sender", "arequest", "request",
+    "MAX_MESSAGE_SIZE", "REFUSAL_REASONS", "Message", "MessageBatch", "Receiver", "ReceiverStats", "Refusal",
+    "Sender", "arequest", "request",
     "Reason", "SendFlags", "DEFAULT_TIMEOUT", "SMTO_ABORTIFHUNG", "SMTO_BLOCK", "SMTO_ERRORONEXIT", "SMTO_NORMAL",
     "SMTO_NOTIMEOUTIFNOTHUNG", "asend", "broadcast", "find", "find_window", "send", "subscribers",
     "__version__",

@@ -1,8 +1,8 @@
-"""What a receiver hands over: messages, refusals and its counts."""
+"""What a receiver hands over: messages (one by one, or many in one MessageBatch), refusals and its counts."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 class Message(NamedTuple):
     """One received message."""
@@ -100,3 +100,69 @@ class ReceiverStats(NamedTuple):
     stray_replies: int = 0
     """Replies that matched no waiting request (or, to a request made with a key, were not
     sealed with it)."""
+
+
+class MessageBatch:
+    """Messages taken together by :meth:`Receiver.recv_batch`, with no object per message.
+
+    Like a numpy structured array, or pyzmq's multipart frames, it keeps many values in one
+    buffer: the messages' tags, senders, sizes and offsets as columns, each a read-only
+    ``memoryview`` of unsigned 64-bit integers (format ``"Q"``), and their payloads back to
+    back in :attr:`data`. ``len(batch)`` is the number of messages; ``batch[i]`` is the
+    ``i``-th payload (``bytes``, or with ``copy=False`` a read-only ``memoryview`` slice of
+    :attr:`data`), iteration goes through the payloads in arrival order, and :meth:`items`
+    through ``(tag, payload)`` pairs.
+
+    With numpy, ``numpy.frombuffer(batch.tags, numpy.uint64)`` is an array of the tags with no
+    copy, and messages of one fixed size are ``numpy.frombuffer(batch.data, dtype)`` whole.
+
+    Payloads are as they arrived: not decoded (a message sent with a codec other than
+    ``"bytes"`` keeps its encoding; :attr:`codec_ids` says which), never unpickled.
+    """
+
+    __slots__ = ("tags", "senders", "offsets", "sizes", "codec_ids", "data", "_block", "_data_at", "_count",
+                 "_copy")
+
+    def __init__(self, block: Any, count: int, copy: bool) -> None:
+        view = memoryview(block)
+        columns = 8 * count
+        self.tags = view[0:columns].cast("Q")
+        """The messages' tags (``dwData``)."""
+        self.senders = view[columns:2 * columns].cast("Q")
+        """The window each sender named as its own (``wParam``), unverified."""
+        self.offsets = view[2 * columns:3 * columns].cast("Q")
+        """Where each payload begins in :attr:`data`."""
+        self.sizes = view[3 * columns:4 * columns].cast("Q")
+        """Each payload's size in bytes."""
+        self.codec_ids = view[4 * columns:4 * columns + 4 * count].cast("i")
+        """Each payload's codec id (0: bytes; -1: a whole WM_COPYDATA, which says its own)."""
+        self._data_at = (4 * columns + 4 * count + 7) & ~7
+        self.data = view[self._data_at:]
+        """Every payload, back to back (read-only)."""
+        self._block = block
+        self._count = count
+        self._copy = copy
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> Any:
+        if not -self._count <= index < self._count:
+            raise IndexError(f"message {index} of a batch of {self._count}")
+        index %= self._count
+        start = self._data_at + self.offsets[index]
+        if self._copy:
+            return self._block[start:start + self.sizes[index]]
+        return self.data[self.offsets[index]:self.offsets[index] + self.sizes[index]]
+
+    def __iter__(self) -> Iterator[Any]:
+        data, copy, block, data_at = self.data, self._copy, self._block, self._data_at
+        for offset, size in zip(self.offsets, self.sizes):
+            yield block[data_at + offset:data_at + offset + size] if copy else data[offset:offset + size]
+
+    def items(self) -> Iterator[tuple[int, Any]]:
+        """``(tag, payload)`` for each message, in order."""
+        return zip(self.tags, self)
+
+    def __repr__(self) -> str:
+        return f"<copydata.MessageBatch of {self._count} messages, {len(self.data)} bytes>"
