@@ -60,3 +60,37 @@ def test_recv_many_256_queued(benchmark, copy):
 
         batch = benchmark.pedantic(receiver.recv_many, setup=queue_a_batch, rounds=30)
         assert len(batch) == BATCH and all(message.data == SMALL for message in batch)
+
+
+def test_sender_send_many_64_bytes(benchmark, draining_receiver):
+    """A call of 1,024 messages of 64 B: one call into C for all that join a frame as they are."""
+    messages = [SMALL] * 1024
+    with copydata.Sender(draining_receiver.hwnd, linger=60) as sender:
+        benchmark(sender.send_many, messages)
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["bytes", "views"])
+def test_recv_batch_4096_queued(benchmark, copy):
+    """Taking 4,096 queued 64-byte messages as one MessageBatch (sends not timed): no object per
+    message, the block handed over as bytes or as a view."""
+    with copydata.Receiver(copy=copy) as receiver:
+        def queue_a_batch():
+            with copydata.Sender(receiver.hwnd, linger=60) as sender:
+                sender.send_many([SMALL] * 4096)
+            return (4096,), {"timeout": 5}
+
+        batch = benchmark.pedantic(receiver.recv_batch, setup=queue_a_batch, rounds=30)
+        assert len(batch) == 4096 and batch[0] == SMALL and bytes(batch.data) == SMALL * 4096
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["bytes", "views"])
+def test_recv_many_4096_queued(benchmark, copy):
+    """The same 4,096 messages taken as Messages, for the comparison with recv_batch."""
+    with copydata.Receiver(copy=copy) as receiver:
+        def queue_a_batch():
+            with copydata.Sender(receiver.hwnd, linger=60) as sender:
+                sender.send_many([SMALL] * 4096)
+            return (4096,), {"timeout": 5}
+
+        messages = benchmark.pedantic(receiver.recv_many, setup=queue_a_batch, rounds=30)
+        assert len(messages) == 4096 and all(message.data == SMALL for message in messages)

@@ -14,6 +14,9 @@ and either Python peers, run by bench/peer.py in two Windows Python processes:
         the mechanism does, so that the sender's loop is one request and one answer per message
     def connect(address: str) -> ContextManager[Callable[[memoryview], None]]
         the sending end: a function that sends one message and returns once it is acknowledged
+    def send_all(address: str, payload: memoryview, count: int) -> None   (optional, instead)
+        the sending end of a mechanism that takes many messages at once: sends ``count``
+        messages, message i the payload with i stamped in its first 8 bytes (payload.stamp)
     ROUND_TRIP = False                                       (optional) for a mechanism that
         batches: its sends return before delivery, so only throughput is reported; leaving
         connect() must flush
@@ -38,6 +41,10 @@ MECHANISMS = [
     "native_wm_copydata",
     "copydata_send",
     "copydata_sender",
+    "copydata_default",
+    "copydata_many",
+    "copydata_many_recv_many",
+    "copydata_many_callback",
     "ctypes_wm_copydata",
     "pywin32_wm_copydata",
     "mp_connection",
