@@ -8,8 +8,10 @@ become an exception in one place, :func:`error`. As pyzmq keeps ``zmq.backend`` 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import struct
 import sys
 from typing import Any, Callable, Iterator, NamedTuple, Optional
@@ -214,6 +216,29 @@ Taken = tuple[int, Any, int, int]
 _PACKED_ROW = struct.Struct("<QQQQiI")
 assert _PACKED_ROW.size == ffi.sizeof("cd_packed_row")
 _REFUSALS_PER_TAKE = 256
+# The id a batch frame's record carries for the bytes codec (copydata._codecs.BytesCodec).
+BYTES_CODEC_ID = 0
+# Above this many objects made at once, the cyclic garbage collector is paused while they are
+# made: none of them is garbage yet, and each collection it started walked all of them again
+# (with copy=False, recv_many took twice as long). Only while they are made: the pause is the
+# whole process's, so never while anyone waits or user code runs.
+_GC_PAUSE_FROM = 1000
+
+
+@contextlib.contextmanager
+def _gc_paused(objects: int) -> Iterator[None]:
+    if objects < _GC_PAUSE_FROM or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+# A NamedTuple built as the tuple it is, without its own __new__ (a Python function call).
+_new_tuple = tuple.__new__
 _REASON_CODE = {reason: code for code, reason in REASON_CODES.items()}
 
 
@@ -267,15 +292,19 @@ class NativeReceiver:
             yield [(REASON_CODES[native.reason], native.tag, native.sender, native.size, native.count)
                    for native in (refusals[index] for index in range(count[0]))]
 
-    def take(self, max_count: int, wait_ms: int, copy: bool) -> Optional[list[Taken]]:
+    def take(self, max_count: int, wait_ms: int, copy: bool, bytes_as: Optional[type] = None) -> Optional[list[Any]]:
         """Up to ``max_count`` queued messages (queue mode), waiting up to ``wait_ms`` for the
-        first one: None when none came, ReceiverClosed once closed and drained."""
+        first one: None when none came, ReceiverClosed once closed and drained. Each is a Taken;
+        with ``bytes_as`` (a NamedTuple of tag, data, sender, codec name, request id), each
+        record of a batch frame in the bytes codec is built as one at once, ``bytes_as(tag,
+        payload, sender, "bytes", None)``: one tuple made per message, not two."""
         status = lib.cd_receiver_take(self._handle, max_count, wait_ms, self._first, self._leased)
         if status == lib.CD_TIMEOUT:
             return None
         if status == lib.CD_CLOSED:
             raise ReceiverClosed(f"receiver {self.hwnd:#x} is closed")
-        return _unpack(self._first[0], copy, self._leased[0])
+        with _gc_paused(max_count):
+            return _unpack(self._first[0], copy, self._leased[0], bytes_as)
 
     def take_columns(self, max_count: int, wait_ms: int, copy: bool) -> Optional[tuple[Any, int]]:
         """Up to ``max_count`` queued messages as one block (see MessageBatch: their columns, then
@@ -319,7 +348,7 @@ def _free_message(message: Any, data: Any) -> None:
     lib.cd_message_free(message)
 
 
-def _unpack(first: Any, copy: bool, leased: int) -> list[Taken]:
+def _unpack(first: Any, copy: bool, leased: int, bytes_as: Optional[type] = None) -> list[Any]:
     """The messages of a list taken from C, and frees the list (without copy, each payload's
     owner frees what it needs once it goes). C packs small messages into blocks: a table read
     in one call, and their payloads as slices of the block (copied into ``bytes`` with copy),
@@ -327,7 +356,7 @@ def _unpack(first: Any, copy: bool, leased: int) -> list[Taken]:
     hands them over."""
     if first.next == ffi.NULL:  # one message (one send per call): a block would only cost
         return _unpack_one_by_one(first, copy, leased)
-    payloads: list[Taken] = []
+    payloads: list[Any] = []
     block, block_size, count = ffi.new("char **"), ffi.new("size_t *"), ffi.new("size_t *")
     rest, after = ffi.new("cd_message **"), ffi.new("cd_message **")
     while first != ffi.NULL:
@@ -342,9 +371,15 @@ def _unpack(first: Any, copy: bool, leased: int) -> list[Taken]:
             owner = ffi.gc(block[0], lib.cd_block_free, block_size[0])
             whole = memoryview(ffi.buffer(owner, block_size[0])).toreadonly()
         others = iter(_unpack_one_by_one(rest[0], copy, leased))
-        payloads += [(tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
-                     for tag, sender, offset, size, codec_id, packed
-                     in _PACKED_ROW.iter_unpack(whole[:count[0] * _PACKED_ROW.size])]
+        rows = _PACKED_ROW.iter_unpack(whole[:count[0] * _PACKED_ROW.size])
+        if bytes_as is None:
+            payloads += [(tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
+                         for tag, sender, offset, size, codec_id, packed in rows]
+        else:
+            payloads += [_new_tuple(bytes_as, (tag, whole[offset:offset + size], sender, "bytes", None))
+                         if codec_id == BYTES_CODEC_ID and packed
+                         else (tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
+                         for tag, sender, offset, size, codec_id, packed in rows]
         first = after[0]
     return payloads
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
-import contextlib
 import functools
-import gc
 import itertools
 import logging
 import threading
@@ -29,25 +27,7 @@ _WAIT_SLICE_MS = 100
 # Warnings another process can cause: at most one a second of each kind per receiver, whatever it does.
 _WARNING_INTERVAL = 1.0
 _BYTES_CODEC_ID = _codecs.BytesCodec.codec_id
-# A Message built as the tuple it is, without NamedTuple's own __new__ (a Python function call):
-# a third of what a message cost in recv_many.
-_new_message = tuple.__new__
-# Above this many objects made at once, the cyclic garbage collector is paused while they are
-# made: none of them is garbage yet, and each collection it started walked all of them again
-# (with copy=False, recv_many took twice as long).
-_GC_PAUSE_FROM = 1000
-
-
-@contextlib.contextmanager
-def _gc_paused(objects: int) -> Iterator[None]:
-    if objects < _GC_PAUSE_FROM or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+assert _native.BYTES_CODEC_ID == _BYTES_CODEC_ID  # the backend builds such records as Messages
 # Counts kept in Python, after those of the C core (cd_stats).
 _PYTHON_COUNTS = ("refused_pickle", "undecodable", "stray_replies")
 
@@ -422,11 +402,10 @@ class Receiver:
             return messages
         while True:
             wait_ms = min(remaining_ms, _WAIT_SLICE_MS)
-            taken = self._native.take(max_count, wait_ms, self._copy)
+            taken = self._native.take(max_count, wait_ms, self._copy, bytes_as=Message)
             if taken is not None:
                 self._log_pump_errors()
-                with _gc_paused(len(taken)):
-                    messages = self._messages(taken)
+                messages = self._messages(taken)
                 if messages:
                     return messages
                 continue
@@ -475,15 +454,16 @@ class Receiver:
                 if remaining_ms <= 0:
                     raise RecvTimeout(f"no message arrived within {timeout} s")
 
-    def _messages(self, taken: list[_native.Taken]) -> list[Message]:
+    def _messages(self, taken: list[Any]) -> list[Message]:
         """The messages of what C handed over, replies routed aside. A batch frame's records of
-        the bytes codec (what a Sender sends most) need no decoding: built on the spot."""
+        the bytes codec (what a Sender sends most) came as Messages already."""
         messages: list[Message] = []
         append = messages.append
-        for tag, payload, sender, codec_id in taken:
-            if codec_id == _BYTES_CODEC_ID:
-                append(_new_message(Message, (tag, payload, sender, "bytes", None)))
+        for item in taken:
+            if type(item) is Message:
+                append(item)
                 continue
+            tag, payload, sender, codec_id = item
             decoded = self._decode_safely(tag, payload, sender, codec_id)
             if decoded is None:
                 continue
@@ -554,9 +534,8 @@ class Receiver:
                 if self._sync:
                     self._answer(self._native.take_sync())
                 else:
-                    taken = self._native.take(self._batch_size, WAIT_FOREVER_MS, self._copy) or []
-                    with _gc_paused(len(taken)):
-                        self._deliver_all(taken)
+                    taken = self._native.take(self._batch_size, WAIT_FOREVER_MS, self._copy, bytes_as=Message) or []
+                    self._deliver_all(taken)
                 self._log_pump_errors()
                 if self._close_requested:
                     self._close_requested = False
@@ -565,19 +544,19 @@ class Receiver:
             self._replier.close()  # (closed from on_message, close() has returned already)
             self._native.discard()  # nothing is left; ends on_error's thread too
 
-    def _deliver_all(self, taken: list[_native.Taken]) -> None:
+    def _deliver_all(self, taken: list[Any]) -> None:
         """Callback mode, not sync: each message to on_message in turn. A batch frame's records of
-        the bytes codec are neither decoded nor ever requests: built and handed over directly."""
+        the bytes codec came as Messages already: neither decoded nor ever requests."""
         on_message = self._on_message
-        for tag, payload, sender, codec_id in taken:
-            if codec_id != _BYTES_CODEC_ID:
-                self._process(tag, payload, sender, codec_id)
+        for item in taken:
+            if type(item) is not Message:
+                self._process(*item)
                 continue
             try:
-                on_message(_new_message(Message, (tag, payload, sender, "bytes", None)))  # type: ignore[misc]
+                on_message(item)  # type: ignore[misc]
             except Exception:
-                self._warn("on_message", f"on_message raised on message tag={tag} from {sender:#x}; delivery goes on",
-                           level=logging.ERROR, exc_info=True)
+                self._warn("on_message", f"on_message raised on message tag={item.tag} from {item.sender:#x}; "
+                           f"delivery goes on", level=logging.ERROR, exc_info=True)
 
     def _process(self, tag: int, payload: bytes | memoryview, sender: int, codec_id: int = _native.NO_CODEC) -> int:
         """Decode one payload, deliver it, reply to a request; returns the answer for sync mode."""
