@@ -8,7 +8,10 @@ from mechanisms.copydata_many import COUNT_FACTOR, ROUND_TRIP, send_all  # noqa:
 
 LABEL = "copydata send_many → recv_many"
 NOTE = ("copydata.Sender.send_many as above, into a queue-mode Receiver(copy=False) read with "
-        "recv_many (a Message each); each batch checked in bulk")
+        "recv_many(4096) (a Message each); each batch checked in bulk")
+# Messages a recv_many call: a few thousand Messages stay in the CPU's caches while they are
+# made and read; 65,536 a call made them 40% slower (737,000 msg/s against 1,285,000 in one probe).
+TAKE = 4096
 
 
 def serve(inbox) -> None:
@@ -16,7 +19,7 @@ def serve(inbox) -> None:
         inbox.ready(str(receiver.hwnd))
         while not inbox.finished:
             try:
-                batch = receiver.recv_many(1 << 16, timeout=inbox.wait_slice())
+                batch = receiver.recv_many(TAKE, timeout=inbox.wait_slice())
             except copydata.RecvTimeout:
                 continue
             if all(len(message.data) == inbox.size for message in batch):
