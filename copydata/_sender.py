@@ -173,6 +173,7 @@ class Sender:
         self._mutex = threading.Lock()
         self._lock = threading.Condition(self._mutex)
         self._plain = not self._encodes and self._linger > 0
+        self._fill_limits = self._transport.fill_limits  # fixed once the transport is chosen
         self._first_waiting_since: float | None = None
         self._lingerer_idle = False  # the linger thread waits for a frame to start, with no deadline
         self._background_error: CopyDataError | None = None
@@ -204,7 +205,7 @@ class Sender:
             tag = _checks.tag(tag)
         if type(data) is bytes and self._plain:
             with self._mutex:
-                limit_lent, limit_own, largest = self._transport.fill_limits
+                limit_lent, limit_own, largest = self._fill_limits
                 if len(data) <= largest and not self._closed and self._background_error is None \
                         and self._batch.add_within(tag, data, limit_lent, limit_own):
                     if self._first_waiting_since is None:
@@ -441,7 +442,7 @@ class Sender:
         small = batch.small
         while index < count:
             if small is None or small[index]:
-                limit_lent, limit_own, largest = self._transport.fill_limits
+                limit_lent, limit_own, largest = self._fill_limits
                 added, offset = self._batch.add_many(batch.tags, batch.tag, batch.data, batch.sizes, index, count,
                                                      min(largest, _SMALL), offset, limit_lent, limit_own)
                 index += added
