@@ -18,16 +18,18 @@ COUNT_FACTOR = 1000
 CALL = 65536
 
 
-def stamped(payload: memoryview, first: int, count: int) -> list[memoryview]:
+def stamped(payload: memoryview, first: int, count: int) -> list[bytes]:
     """Messages ``first`` to ``first + count - 1``: the payload, each with its sequence number,
-    as views of one block."""
+    stamped in one block (numpy) and cut into bytes: slicing bytes costs half what slicing a
+    memoryview does, and this runs in the timed sender (300 to 400 ns a message against 560 to
+    900 in one probe: more than send_many itself)."""
     import numpy
 
     size = len(payload)
     block = numpy.tile(numpy.frombuffer(payload, dtype=numpy.uint8), count).reshape(count, size)
     block[:, :HEADER_SIZE] = numpy.arange(first, first + count, dtype="<u8").view(numpy.uint8).reshape(count, HEADER_SIZE)
-    view = memoryview(block.ravel())
-    return [view[start:start + size] for start in range(0, count * size, size)]
+    raw = block.tobytes()
+    return [raw[start:start + size] for start in range(0, count * size, size)]
 
 
 def send_all(address: str, payload: memoryview, count: int) -> None:
