@@ -18,9 +18,41 @@ class Codec(Protocol):
     """What a codec is: ``encode`` turns an object into bytes and ``decode`` turns them back.
     A ``name`` attribute, if present, is what ``Message.codec`` shows."""
 
-    def encode(self, obj: Any) -> bytes: ...
+    def encode(self, obj: Any) -> bytes:
+        """The payload for ``obj``.
 
-    def decode(self, data: bytes) -> Any: ...
+        Parameters
+        ----------
+        obj
+            What the sender passed as ``data``.
+
+        Returns
+        -------
+        bytes
+            The encoded bytes (any bytes-like object will do).
+
+        Raises
+        ------
+        TypeError
+            ``obj`` is of a kind the codec does not write (nothing is sent).
+        """
+        ...
+
+    def decode(self, data: bytes) -> Any:
+        """The object a payload holds.
+
+        Parameters
+        ----------
+        data
+            The payload, as it arrived (without copydata's envelope).
+
+        Returns
+        -------
+        Any
+            What ``encode`` was given. A receiver delivers a payload whose ``decode`` raises as
+            ``bytes`` (``msg.codec == "bytes"``) and counts it in ``stats.undecodable``.
+        """
+        ...
 
 
 class BytesCodec:
@@ -59,6 +91,11 @@ class Utf16Codec:
 
     Those programs usually send the string's terminating NUL too: one trailing NUL is
     stripped on receipt, and ``terminate=True`` adds one on send.
+
+    Parameters
+    ----------
+    terminate
+        Add a terminating NUL to what ``encode`` writes, as C# and AutoHotkey expect.
     """
 
     name = "utf-16"
@@ -109,14 +146,27 @@ class PickleCodec:
 
 class NrbfCodec:
     """.NET's BinaryFormatter format (MS-NRBF), read without running anything a stream names:
-    what C# programs that use BinaryFormatter send and read (README.md, "Talking to .NET programs").
+    what C# programs that use BinaryFormatter send and read (the manual's ".NET programs" page).
 
-    ``decode`` gives plain Python values (and ``copydata.DotNetObject`` for other classes), and
-    raises ``CodecError`` for a malformed stream or one past a bound: objects nested more than
-    ``max_depth`` deep, more than ``max_objects`` objects, or more than ``max_items`` values in
-    lists, dicts and members taken together (default: 4 per byte of the stream, and 65,536).
-    ``encode`` writes str, bool, int, float, Decimal, bytes, None, datetime, timedelta, UUID,
-    lists, tuples, dicts and ``DotNetObject``; TypeError for anything else.
+    ``decode`` gives plain Python values (and [`DotNetObject`][copydata.DotNetObject] for other
+    classes), and raises [`CodecError`][copydata.CodecError] for a malformed stream or one past
+    a bound. ``encode`` writes str, bool, int, float, Decimal, bytes, None, datetime,
+    timedelta, UUID, lists, tuples, dicts and ``DotNetObject``; TypeError for anything else.
+
+    Parameters
+    ----------
+    max_depth
+        The deepest nesting of objects a stream may have.
+    max_objects
+        The most objects a stream may hold.
+    max_items
+        The most values in lists, dicts and members taken together (None: 4 per byte of the
+        stream, and 65,536).
+
+    Raises
+    ------
+    ValueError
+        A bound that is not a positive int.
     """
 
     name = "nrbf"

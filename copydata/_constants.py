@@ -10,9 +10,9 @@ import enum
 
 from ._core import lib
 
-#: The largest payload one WM_COPYDATA carries by default, on both sides. Wine 8.0 breaks on
-#: cross-process messages of 2 MiB and more, so the default stays under that everywhere.
 MAX_MESSAGE_SIZE = 2_000_000
+"""The largest payload one WM_COPYDATA carries by default, on both sides. Wine 8.0 breaks on
+cross-process messages of 2 MiB and more, so the default stays under that everywhere."""
 
 # Receiver
 DEFAULT_MAX_QUEUE_MESSAGES = 100_000
@@ -24,6 +24,7 @@ DEFAULT_REPLY_TIMEOUT = 5.0
 
 # send, Sender, request
 DEFAULT_TIMEOUT = 5.0
+"""Seconds ``send``, ``request`` and a ``Sender`` wait for an answer by default."""
 DEFAULT_MAX_BATCH_BYTES = 8 << 20
 DEFAULT_LINGER = 0.005
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -75,7 +76,7 @@ SMTO_ERRORONEXIT = SendFlags.ERRORONEXIT
 
 class Reason(str, enum.Enum):
     """Why a receiver refused or dropped a message: ``Refusal.reason`` (a str, so it compares
-    equal to its value) and the ``refused_*`` count of :class:`ReceiverStats` that grew."""
+    equal to its value) and the ``refused_*`` count of [`ReceiverStats`][copydata.ReceiverStats] that grew."""
 
     TOO_LARGE = "too_large"
     QUEUE_FULL = "queue_full"
@@ -107,10 +108,10 @@ REASON_CODES = {
     lib.CD_REASON_PICKLE: Reason.PICKLE,
     lib.CD_REASON_UNDECODABLE: Reason.UNDECODABLE,
 }
-#: Every ``Refusal.reason``: the ``refused_*`` counts of :class:`ReceiverStats`, plus
-#: ``"incomplete"`` (``dropped_incomplete``), ``"pickle"`` (``refused_pickle``) and
-#: ``"undecodable"`` (``undecodable``).
 REFUSAL_REASONS = tuple(reason.value for reason in Reason)
+"""Every ``Refusal.reason``: the ``refused_*`` counts of [`ReceiverStats`][copydata.ReceiverStats],
+plus ``"incomplete"`` (``dropped_incomplete``), ``"pickle"`` (``refused_pickle``) and
+``"undecodable"`` (``undecodable``)."""
 
 
 class Answer(enum.IntEnum):

@@ -20,7 +20,7 @@ class Message(NamedTuple):
 
     @property
     def is_request(self) -> bool:
-        """True when the sender waits for a reply (see :meth:`Receiver.reply`)."""
+        """True when the sender waits for a reply (see [`Receiver.reply`][copydata.Receiver.reply])."""
         return self.request_id is not None
 
 
@@ -28,7 +28,7 @@ class Refusal(NamedTuple):
     """A message the receiver refused or dropped, as ``on_error`` hears of it."""
 
     reason: str
-    """Why: a :class:`~copydata.Reason` (a str): one of :data:`REFUSAL_REASONS`."""
+    """Why: a [`Reason`][copydata.Reason] (a str): one of [`REFUSAL_REASONS`][copydata.REFUSAL_REASONS]."""
     tag: int
     """The message's ``dwData``."""
     sender: int
@@ -103,21 +103,22 @@ class ReceiverStats(NamedTuple):
 
 
 class MessageBatch:
-    """Messages taken together by :meth:`Receiver.recv_batch`, with no object per message.
+    """Messages taken together by [`Receiver.recv_batch`][copydata.Receiver.recv_batch], with no
+    object per message; made by it, not by hand.
 
     Like a numpy structured array, or pyzmq's multipart frames, it keeps many values in one
     buffer: the messages' tags, senders, sizes and offsets as columns, each a read-only
     ``memoryview`` of unsigned 64-bit integers (format ``"Q"``), and their payloads back to
-    back in :attr:`data`. ``len(batch)`` is the number of messages; ``batch[i]`` is the
+    back in ``data``. ``len(batch)`` is the number of messages; ``batch[i]`` is the
     ``i``-th payload (``bytes``, or with ``copy=False`` a read-only ``memoryview`` slice of
-    :attr:`data`), iteration goes through the payloads in arrival order, and :meth:`items`
+    ``data``), iteration goes through the payloads in arrival order, and ``items()``
     through ``(tag, payload)`` pairs.
 
     With numpy, ``numpy.frombuffer(batch.tags, numpy.uint64)`` is an array of the tags with no
     copy, and messages of one fixed size are ``numpy.frombuffer(batch.data, dtype)`` whole.
 
     Payloads are as they arrived: not decoded (a message sent with a codec other than
-    ``"bytes"`` keeps its encoding; :attr:`codec_ids` says which), never unpickled.
+    ``"bytes"`` keeps its encoding; ``codec_ids`` says which), never unpickled.
     """
 
     __slots__ = ("tags", "senders", "offsets", "sizes", "codec_ids", "data", "_block", "_data_at", "_count",
@@ -131,7 +132,7 @@ class MessageBatch:
         self.senders = view[columns:2 * columns].cast("Q")
         """The window each sender named as its own (``wParam``), unverified."""
         self.offsets = view[2 * columns:3 * columns].cast("Q")
-        """Where each payload begins in :attr:`data`."""
+        """Where each payload begins in ``data``."""
         self.sizes = view[3 * columns:4 * columns].cast("Q")
         """Each payload's size in bytes."""
         self.codec_ids = view[4 * columns:4 * columns + 4 * count].cast("i")
@@ -161,7 +162,13 @@ class MessageBatch:
             yield block[data_at + offset:data_at + offset + size] if copy else data[offset:offset + size]
 
     def items(self) -> Iterator[tuple[int, Any]]:
-        """``(tag, payload)`` for each message, in order."""
+        """``(tag, payload)`` for each message, in order.
+
+        Returns
+        -------
+        Iterator[tuple[int, Any]]
+            The pairs, in arrival order.
+        """
         return zip(self.tags, self)
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ to an object written anywhere else in the stream (often later). So decoding take
    ``max_depth`` deep, charging what it fills to the same budget: it first makes
    every container it reaches (an empty list, dict or ``DotNetObject``, so that a cycle or a
    shared reference finds the same object), then fills them. Known .NET types become Python
-   values (see README.md, "Talking to .NET programs"); any other class becomes a read-only
+   values (see docs/guide/dotnet.md); any other class becomes a read-only
    ``DotNetObject``. Nothing a stream names is ever imported, instantiated or called.
 
 Every malformed stream raises ``CodecError`` (a ``ValueError``): a receiver counts it as

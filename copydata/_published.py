@@ -16,7 +16,7 @@ and one that sends to such a sink reads
 exact name, as .NET names it (no prefix means the session's namespace, as ``Local\\`` does).
 Nothing about such a name is private: any program of the session can open it and write another
 handle there, which is why ``find_published`` returns only live windows, and why a receiver that
-must know who sends to it needs a key (README.md, "Security").
+must know who sends to it needs a key (the manual's "Security" page).
 """
 
 from __future__ import annotations
@@ -90,13 +90,31 @@ def _read(view: int, offset: int, size: int) -> int:
 
 
 def find_published(mapping_name: str, *, offset: int = 0, size: int = 8) -> Optional[int]:
-    """The window handle another program published in the memory-mapped file ``mapping_name``
-    (``size`` bytes, 4 or 8, little-endian, at ``offset``), or None: when no such mapping
-    exists, it is smaller than that, it holds 0, or the handle is not a live window.
+    """The window handle another program published in the memory-mapped file ``mapping_name``.
 
     This is how a C# program that follows the article shares its sink's handle; the window it
     names may belong to any program that can write the mapping, so what it receives proves
-    nothing about who it is (README.md, "Talking to .NET programs").
+    nothing about who it is (the manual's ".NET programs" page).
+
+    Parameters
+    ----------
+    mapping_name
+        The mapping's name, as .NET names it (no prefix: the session's namespace).
+    offset
+        Where the handle lies in the mapping, in bytes.
+    size
+        The handle's width: 8 or 4 bytes, little-endian.
+
+    Returns
+    -------
+    int | None
+        The handle, or None: when no such mapping exists, it is smaller than ``offset + size``,
+        it holds 0, or the handle is not a live window.
+
+    Raises
+    ------
+    ValueError
+        An empty name, ``size`` not 4 or 8, or ``offset`` outside 0 to 1 MiB.
     """
     _check_place(mapping_name, offset, size)
     mapping = _kernel32.OpenFileMappingW(_FILE_MAP_READ | _SECTION_QUERY, False, mapping_name)
@@ -122,7 +140,7 @@ def find_published(mapping_name: str, *, offset: int = 0, size: int = 8) -> Opti
 class HandlePublication:
     """A window handle written into a named memory-mapped file, for as long as this is open.
 
-    Made by :func:`publish_handle`. ``close()`` (or leaving the ``with`` block) writes 0 over the
+    Made by [`publish_handle`][copydata.publish_handle], not by hand. ``close()`` (or leaving the ``with`` block) writes 0 over the
     handle if the mapping still holds it, and closes the mapping (it ends when no program has it
     open any more). Closing twice is harmless.
     """
@@ -160,15 +178,37 @@ class HandlePublication:
 
 def publish_handle(mapping_name: str, target: Union[Receiver, int], *, offset: int = 0,
                    size: int = 8) -> HandlePublication:
-    """Publish ``target``'s window handle (a ``Receiver`` or a handle) the C# article's way: in
-    the memory-mapped file ``mapping_name``, created if it does not exist (as .NET's
-    ``MemoryMappedFile.CreateOrOpen(name, 8)`` does), as ``size`` (4 or 8) little-endian bytes at
-    ``offset``. Returns a :class:`HandlePublication`; closing it withdraws the handle.
+    """Publish ``target``'s window handle the C# article's way: in the memory-mapped file
+    ``mapping_name``, created if it does not exist (as .NET's
+    ``MemoryMappedFile.CreateOrOpen(name, 8)`` does).
 
-    Raises ``NameInUse`` if the mapping already holds another live window's handle,
-    ``TargetNotFound`` if ``target`` is a closed receiver or not a live window, ``ValueError`` if
-    an existing mapping is smaller than ``offset + size``, and ``OSError`` if Windows refuses the
-    mapping (a name taken by another kind of object).
+    Parameters
+    ----------
+    mapping_name
+        The mapping's name, as .NET names it (no prefix: the session's namespace).
+    target
+        A [`Receiver`][copydata.Receiver] or any window's handle.
+    offset
+        Where to write the handle in the mapping, in bytes.
+    size
+        The handle's width: 8 or 4 bytes, little-endian.
+
+    Returns
+    -------
+    HandlePublication
+        Closing it (or leaving its ``with`` block) withdraws the handle.
+
+    Raises
+    ------
+    NameInUse
+        The mapping already holds another live window's handle.
+    TargetNotFound
+        ``target`` is a closed receiver or not a live window.
+    ValueError
+        An existing mapping is smaller than ``offset + size``, or the handle does not fit in
+        ``size`` bytes.
+    OSError
+        Windows refuses the mapping (a name taken by another kind of object).
     """
     _check_place(mapping_name, offset, size)
     if isinstance(target, Receiver):

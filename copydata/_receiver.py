@@ -36,55 +36,87 @@ class Receiver:
     """A window that other processes send WM_COPYDATA to.
 
     With ``on_message``, every message is passed to it, in arrival order, on one dispatch
-    thread; without it, the receiver is a queue read with :meth:`recv`, :meth:`arecv` or by
-    iteration (``for`` and ``async for``).
+    thread; without it, the receiver is a queue read with [`recv`][copydata.Receiver.recv],
+    [`recv_many`][copydata.Receiver.recv_many], [`recv_batch`][copydata.Receiver.recv_batch],
+    [`arecv`][copydata.Receiver.arecv] or by iteration (``for`` and ``async for``).
 
     The window procedure copies each payload into a bounded queue in C and answers the sender
     at once (``send`` returns 1), so a slow callback never holds a sender up; a message that
     does not fit (``max_message_size``, ``max_queue_messages``, ``max_queue_bytes``) is
-    answered 0 and counted in :attr:`stats`, and nothing already queued is lost.
+    answered 0 and counted in [`stats`][copydata.Receiver.stats], and nothing already queued
+    is lost. A ``Sender`` sends a large frame through shared memory (or, without it, splits a
+    large message into parts, which the receiver puts together in C). The guide's
+    "Receiving" page says more.
 
-    ``sync=True``: the sender waits while ``on_message`` runs, and an int it returns is what
-    ``send`` returns (any other value answers 1; an exception answers 0).
+    Parameters
+    ----------
+    name
+        Publishes the window under this name (1 to 128 characters, no backslash), so that
+        ``send("name", ...)`` and [`find`][copydata.find] reach it.
+    on_message
+        Called with each [`Message`][copydata.Message], in order, on the dispatch thread; an
+        exception it raises is logged and delivery goes on. Without it, the receiver is a queue.
+        For a request, what it returns is the reply.
+    sync
+        The sender waits while ``on_message`` runs, and an int it returns is what ``send``
+        returns (any other value answers 1; an exception answers 0). Needs ``on_message``.
+    codec
+        Decodes payloads that come without an envelope (from a plain ``send`` or a foreign
+        program): a name ("bytes", "text", "utf-16", "json", "pickle", "nrbf") or an object
+        with ``encode`` and ``decode``. Enveloped payloads say their own codec.
+    raw
+        Turns envelope decoding off: every payload is foreign, decoded with ``codec``.
+    allow_pickle
+        Unpickle pickled payloads. Without it they are refused and counted: unpickling runs
+        code of the sender's choosing.
+    channels
+        Channel names to subscribe to, for [`broadcast`][copydata.broadcast].
+    allow_lower_integrity
+        Let processes of lower integrity send WM_COPYDATA to the window
+        (``ChangeWindowMessageFilterEx``); by default UIPI keeps them out.
+    max_message_size
+        The largest single WM_COPYDATA taken, in bytes (up to 4 GiB - 1).
+    max_queue_messages
+        The most messages the queue holds.
+    max_queue_bytes
+        The most payload bytes the queue holds.
+    max_transfer_size
+        The most bytes of messages taken in one split message or one shared-memory frame
+        (None: 64 MiB, or ``max_queue_bytes`` if smaller).
+    part_timeout
+        Seconds after which a split message whose next part has not come is dropped (and
+        counted in ``stats.dropped_incomplete``).
+    batch_size
+        How many messages the dispatch thread takes from the queue in one call into C.
+    reply_timeout
+        Seconds a reply to a request may take to be sent.
+    key
+        16 to 1024 secret bytes: accept only messages sealed with this key by
+        ``send(..., key=)``, ``Sender(..., key=)`` or ``request(..., key=)`` (an HMAC-SHA256
+        over the message, its tag and this window, checked in C before anything else, with a
+        counter and a time against replay). Replies to requests are sealed with it too.
+    on_error
+        Called with a [`Refusal`][copydata.Refusal] for every message refused or dropped, one
+        at a time on a thread of its own, in order.
+    copy
+        False hands over the receiver's own buffer instead of a copy: ``data`` of a
+        bytes-codec message is then a read-only ``memoryview``, valid for as long as you hold
+        it or a slice of it. Small messages (up to 4 KiB) are slices of one shared block of at
+        most 256 KiB; a message of 1 MiB or more that a ``Sender`` left in its shared memory
+        under a lease is a view of that memory itself, with no copy at all (only as steady as
+        the sender is well-behaved). In sync mode, a message that came through a ``Sender``'s
+        shared memory is a view of it that is released when ``on_message`` returns.
 
-    ``codec`` decodes payloads that come without an envelope (from plain ``send`` or foreign
-    programs); enveloped payloads say their own codec. ``raw=True`` turns envelope decoding
-    off. Pickled payloads are refused and counted unless ``allow_pickle=True``.
-
-    A ``Sender`` sends a large frame through shared memory (or, without it, splits a large
-    message into parts, which the receiver puts together in C); either way the receiver
-    takes up to ``max_transfer_size`` bytes of messages at once (default 64 MiB, or
-    ``max_queue_bytes`` if smaller), and drops (and counts) a split message whose next part
-    is ``part_timeout`` seconds late.
-
-    ``name`` publishes the window so that ``send("name", ...)`` and :func:`copydata.find`
-    reach it (two live receivers cannot hold one name: :class:`NameInUse`); ``channels``
-    subscribes it to :func:`copydata.broadcast`. ``allow_lower_integrity=True`` lets
-    processes of lower integrity (UIPI) send WM_COPYDATA to it.
-
-    ``key`` (16 to 1024 secret bytes) makes it accept only messages sealed with that key by
-    ``send(..., key=)``, ``Sender(..., key=)`` or ``request(..., key=)``: an HMAC-SHA256 over
-    the message, its tag and this window, checked in C before anything else, with a counter
-    and a time against replay. Its replies to requests are sealed with the key too.
-
-    ``on_error`` is called with a :class:`Refusal` for every message refused or dropped (the
-    reasons :attr:`stats` counts), one at a time on a thread of its own, in order.
-
-    ``copy=False`` hands over the receiver's own buffer instead of copying it into ``bytes``:
-    ``data`` of a bytes-codec message is then a read-only ``memoryview`` (the copy a large
-    message would cost is saved), valid for as long as you hold it or a slice of it, even
-    after close. Small messages (up to 4 KiB) taken together are slices of one block of at
-    most 256 KiB: holding one holds its block. A message of 1 MiB or more that a ``Sender``
-    left in its shared memory under a lease is a view of that memory itself, with no copy at
-    all (``stats.leased_messages``): the sender writes there again only once the view is
-    gone, but the memory is the sender's, so the view is only as steady as the sender is
-    well-behaved. Other codecs decode as usual. In sync mode, ``copy=False`` hands a message
-    that came through a ``Sender``'s shared memory over as a read-only view of that memory
-    itself, with no copy at all: the view is released when ``on_message`` returns (using it
-    later raises ``ValueError``); a slice of it kept longer stays readable and unchanged (the
-    receiver answers the frame so, and the sender writes its next frames into a new section),
-    and keeps that memory mapped until the last such slice goes. Other messages are copied in
-    sync mode.
+    Raises
+    ------
+    NameInUse
+        Another live receiver holds ``name``.
+    ChannelFull
+        A channel already has 256 live subscribers.
+    ValueError
+        A limit out of range, ``sync`` without ``on_message``, a bad name or key.
+    TypeError
+        ``on_message`` or ``on_error`` not callable, ``channels`` a str.
     """
 
     def __init__(
@@ -211,7 +243,7 @@ class Receiver:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
+        """True once [`close`][copydata.Receiver.close] was called."""
         return self._closed
 
     @property
@@ -331,12 +363,27 @@ class Receiver:
     # --- replies to requests ------------------------------------------------------------
 
     def reply(self, request: Message, value: object = None) -> None:
-        """Answer a message sent with ``copydata.request``: bytes-like values go as bytes,
-        anything else with the request's codec; None sends an empty reply.
+        """Answer a message sent with [`request`][copydata.request].
 
-        Raises what the codec raises when it cannot encode ``value`` (nothing is sent then, so
-        you may reply again). A receiver with ``on_message`` replies by itself with what the
-        callback returns; should that not encode, the requester gets ``RequestFailed``.
+        A receiver with ``on_message`` replies by itself with what the callback returns (should
+        that not encode, the requester gets [`RequestFailed`][copydata.RequestFailed]); a queue
+        receiver replies with this. The reply is sent on a reply thread: this does not wait.
+
+        Parameters
+        ----------
+        request
+            The request, as received (``request.is_request`` is True).
+        value
+            The reply: bytes-like values go as bytes, anything else with the request's codec;
+            None sends an empty reply.
+
+        Raises
+        ------
+        ValueError
+            ``request`` is not a request.
+        Exception
+            Whatever the codec raises when it cannot encode ``value``; nothing is sent then, so
+            you may reply again.
         """
         if request.request_id is None:
             raise ValueError("that message is not a request: its sender did not call copydata.request")
@@ -378,17 +425,52 @@ class Receiver:
     # --- queue mode ---------------------------------------------------------------------
 
     def recv(self, timeout: float | None = None) -> Message:
-        """The next message; waits up to ``timeout`` seconds (None: without limit).
+        """The next message.
 
-        Raises :class:`RecvTimeout` when nothing arrived in time and :class:`ReceiverClosed`
-        once the receiver is closed.
+        Parameters
+        ----------
+        timeout
+            Seconds to wait for it (None: without limit; 0: only what is queued).
+
+        Returns
+        -------
+        Message
+            The message: its tag, data (decoded by its codec), sender, codec and request id.
+
+        Raises
+        ------
+        RecvTimeout
+            Nothing arrived in time.
+        ReceiverClosed
+            The receiver is closed and nothing is left.
+        RuntimeError
+            This receiver delivers to ``on_message``.
         """
         return self.recv_many(1, timeout)[0]
 
     def recv_many(self, max_count: int, timeout: float | None = None) -> list[Message]:
         """Up to ``max_count`` messages already queued, in order, taken in one call into C.
 
-        Waits up to ``timeout`` seconds for the first one, like :meth:`recv`.
+        Parameters
+        ----------
+        max_count
+            The most messages to return.
+        timeout
+            Seconds to wait for the first one (None: without limit; 0: only what is queued).
+
+        Returns
+        -------
+        list[Message]
+            One message or more, in arrival order.
+
+        Raises
+        ------
+        RecvTimeout
+            Nothing arrived in time.
+        ReceiverClosed
+            The receiver is closed and nothing is left.
+        RuntimeError
+            This receiver delivers to ``on_message``.
         """
         if self._on_message is not None:
             raise RuntimeError("this receiver delivers to on_message; recv() is for receivers without one")
@@ -417,15 +499,26 @@ class Receiver:
                     raise RecvTimeout(f"no message arrived within {timeout} s")
 
     def recv_batch(self, max_count: int = DEFAULT_MAX_QUEUE_MESSAGES, timeout: float | None = None) -> MessageBatch:
-        """Up to ``max_count`` messages already queued, as one :class:`MessageBatch`: their tags,
-        senders and sizes as columns, their payloads back to back in one block, with no object
-        per message; for many small messages, the fastest way in.
+        """Up to ``max_count`` messages already queued, as one [`MessageBatch`][copydata.MessageBatch]:
+        their tags, senders and sizes as columns, their payloads back to back in one block, with
+        no object per message; for many small messages, the fastest way in.
 
-        Waits up to ``timeout`` seconds for the first one, like :meth:`recv`. Every payload is
-        copied into the block (with ``copy=False`` the block is handed over as a read-only view
-        instead of being copied once more into ``bytes``), so a message a Sender left in its
-        shared memory is released at once. Payloads come as they arrived: not decoded, never
-        unpickled, replies not routed.
+        Every payload is copied into the block (with ``copy=False`` the block is handed over as
+        a read-only view instead of being copied once more into ``bytes``), so a message a
+        Sender left in its shared memory is released at once. Payloads come as they arrived:
+        not decoded, never unpickled, replies not routed.
+
+        Parameters
+        ----------
+        max_count
+            The most messages to take (100,000 by default: as many as a queue holds by default).
+        timeout
+            Seconds to wait for the first one (None: without limit; 0: only what is queued).
+
+        Returns
+        -------
+        MessageBatch
+            One message or more, in arrival order.
 
         Raises
         ------
@@ -490,10 +583,30 @@ class Receiver:
     # --- asyncio ------------------------------------------------------------------------
 
     async def arecv(self, timeout: float | None = None) -> Message:
-        """:meth:`recv` for asyncio: waits in a worker thread, never in the event loop.
+        """[`recv`][copydata.Receiver.recv] for asyncio: waits in a worker thread, never in the
+        event loop.
 
         Cancelling it leaves the receiver usable and loses nothing: a message that arrived
         as the wait was cancelled is handed to the next recv.
+
+        Parameters
+        ----------
+        timeout
+            Seconds to wait (None: without limit; 0: only what is queued).
+
+        Returns
+        -------
+        Message
+            The next message.
+
+        Raises
+        ------
+        RecvTimeout
+            Nothing arrived in time.
+        ReceiverClosed
+            The receiver is closed and nothing is left.
+        RuntimeError
+            This receiver delivers to ``on_message``.
         """
         if self._on_message is not None:
             raise RuntimeError("this receiver delivers to on_message; arecv() is for receivers without one")

@@ -148,14 +148,44 @@ def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec
             key: bytes | None = None) -> Message:
     """Send ``data`` and wait for the receiver's reply message.
 
-    The receiver's ``on_message`` return value (or its ``reply()``) comes back as a
-    :class:`Message`; bytes-like replies as bytes, others with the request's codec.
-    ``timeout`` covers the send and the wait for the reply. Safe to call from many threads
-    at once: each call gets its own reply. With ``key``, the request is sealed for a receiver
-    with that key, and only a reply sealed with it is taken.
+    The receiver's ``on_message`` return value (or its [`reply`][copydata.Receiver.reply])
+    comes back as a [`Message`][copydata.Message]. Safe to call from many threads at once:
+    each call gets its own reply.
 
-    Raises what :func:`send` raises, :class:`RequestTimeout` when no reply came in time,
-    and :class:`RequestFailed` when the receiver's callback raised.
+    Parameters
+    ----------
+    target
+        A window handle, a receiver's name, or a [`Receiver`][copydata.Receiver].
+    data
+        The request, encoded with ``codec``.
+    tag
+        ``dwData``, 0 to 2**64-1.
+    codec
+        A codec name or an object with ``encode`` and ``decode``; replies other than bytes
+        come back with it too.
+    timeout
+        Seconds for the send and the wait for the reply together (None: no limit).
+    allow_pickle
+        Needed for ``codec="pickle"``: the reply is unpickled only then.
+    key
+        Seal the request for a receiver with that key; only a reply sealed with it is taken.
+
+    Returns
+    -------
+    Message
+        The reply: bytes-like replies as bytes, others decoded with the request's codec.
+
+    Raises
+    ------
+    RequestTimeout
+        No reply came within ``timeout``.
+    RequestFailed
+        The receiver's callback raised, or its reply could not be encoded; ``remote_error``
+        says what.
+    TargetNotFound, SendTimeout, Rejected, MessageTooLarge, SendFailed
+        As [`send`][copydata.send].
+    ValueError
+        ``codec="pickle"`` without ``allow_pickle``.
     """
     hwnd, window, request_id, reply, payload = _prepare(target, data, codec, allow_pickle, key)
     try:
@@ -173,7 +203,36 @@ def request(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec
 async def arequest(target: Target, data: Any, *, tag: int = 0, codec: _codecs.CodecSpec = "bytes",
                    timeout: float | None = DEFAULT_TIMEOUT, allow_pickle: bool = False,
                    key: bytes | None = None) -> Message:
-    """:func:`request` for asyncio; cancelling it forgets the request (a late reply is dropped)."""
+    """[`request`][copydata.request] for asyncio; cancelling it forgets the request (a late
+    reply is dropped).
+
+    Parameters
+    ----------
+    target
+        A window handle, a receiver's name, or a ``Receiver``.
+    data
+        The request, encoded with ``codec``.
+    tag
+        ``dwData``, 0 to 2**64-1.
+    codec
+        A codec name or an object with ``encode`` and ``decode``.
+    timeout
+        Seconds for the send and the wait for the reply together (None: no limit).
+    allow_pickle
+        Needed for ``codec="pickle"``: the reply is unpickled only then.
+    key
+        Seal the request for a receiver with that key; only a reply sealed with it is taken.
+
+    Returns
+    -------
+    Message
+        The reply.
+
+    Raises
+    ------
+    RequestTimeout, RequestFailed, TargetNotFound, SendTimeout, Rejected, ValueError
+        As [`request`][copydata.request].
+    """
     loop = asyncio.get_running_loop()
     hwnd, window, request_id, reply, payload = _prepare(target, data, codec, allow_pickle, key)
     try:

@@ -21,18 +21,66 @@ Target = Union[int, str, Receiver]
 
 
 def find(name: str) -> int | None:
-    """The window handle of the live receiver published under ``name``, or None."""
+    """The window handle of the live receiver published under ``name``.
+
+    Parameters
+    ----------
+    name
+        The receiver's name (1 to 128 characters, no backslash).
+
+    Returns
+    -------
+    int | None
+        The handle, or None when no live copydata receiver of this session holds the name.
+
+    Raises
+    ------
+    NameInUse
+        The name's slot was made by another user, or is not held in committed memory: it is
+        not believed.
+    ValueError
+        The name is empty, too long or has a backslash.
+    """
     hwnds = _native.registry_list(_native.REGISTRY_NAME, _checks.receiver_name(name), 1)
     return hwnds[0] if hwnds else None
 
 
 def subscribers(channel: str) -> list[int]:
-    """The window handles of the live receivers subscribed to ``channel``."""
+    """The window handles of the live receivers subscribed to ``channel``.
+
+    Parameters
+    ----------
+    channel
+        The channel's name (1 to 128 characters, no backslash).
+
+    Returns
+    -------
+    list[int]
+        The handles, none if the channel has no live subscriber.
+    """
     return _native.registry_list(_native.REGISTRY_CHANNEL, _checks.receiver_name(channel), _native.CHANNEL_SLOTS)
 
 
 def find_window(class_name: str | None = None, title: str | None = None) -> int | None:
-    """A window of another program, top-level or message-only, by class name and/or title."""
+    """A window of another program, top-level or message-only, by class name and/or title.
+
+    Parameters
+    ----------
+    class_name
+        The window's class name, or None for any.
+    title
+        The window's title, or None for any.
+
+    Returns
+    -------
+    int | None
+        The first such window's handle, or None.
+
+    Raises
+    ------
+    ValueError
+        Neither ``class_name`` nor ``title`` was given.
+    """
     if class_name is None and title is None:
         raise ValueError("find_window needs a class_name, a title, or both")
     for value, what in ((class_name, "class_name"), (title, "title")):
@@ -97,18 +145,60 @@ def send(
     receivers decode by themselves; ``raw=True`` leaves the envelope out, for foreign
     programs (``codec=copydata.Utf16Codec(terminate=True)`` is what C# and AutoHotkey expect).
 
-    ``key`` seals the message with an HMAC for a receiver created with that key (see
-    :class:`Receiver`); only such a receiver accepts it.
+    Parameters
+    ----------
+    target
+        A window handle (an int, from anywhere), a receiver's name, or a
+        [`Receiver`][copydata.Receiver].
+    data
+        The message: with the bytes codec any contiguous bytes-like object, sent from where it
+        lies, with the GIL released; else what the codec encodes.
+    tag
+        ``dwData``, 0 to 2**64-1. A tag above 2**32-1 to a 32-bit program's window is refused
+        (its dwData has 32 bits: the tag would not arrive; under Wine it arrives as 0).
+    codec
+        A codec name ("bytes", "text", "utf-16", "json", "pickle", "nrbf") or an object with
+        ``encode`` and ``decode``.
+    raw
+        Send the encoded body without copydata's envelope, for programs that are not copydata.
+    timeout
+        Seconds to wait for the answer (None: no limit, though ``SMTO_ABORTIFHUNG`` still
+        gives up on a hung receiver).
+    flags
+        ``SendMessageTimeoutW``'s flags ([`SendFlags`][copydata.SendFlags], ``SMTO_*``).
+    sender
+        A window handle or a ``Receiver``, sent as ``wParam`` (0: none). It proves nothing.
+    max_size
+        The largest payload to send, in bytes (up to 4 GiB - 1).
+    check
+        Raise [`Rejected`][copydata.Rejected] on an answer of 0, which copydata receivers give
+        when they refuse a message; False for programs that answer 0 to everything.
+    key
+        Seal the message with an HMAC for a receiver created with that key; only such a
+        receiver accepts it.
 
-    ``timeout`` bounds the wait in seconds (None: no limit, though ``SMTO_ABORTIFHUNG``
-    still gives up on a hung receiver). With ``check`` (the default), an answer of 0, which
-    copydata receivers give when they refuse a message, raises :class:`Rejected`.
+    Returns
+    -------
+    int
+        The receiver's answer: 1 from a copydata receiver that took the message, or what its
+        sync-mode callback returned.
 
-    A tag above 2**32-1 is refused with :class:`TagTooLarge` when the target is a 32-bit
-    program: its dwData has 32 bits, and the tag would not arrive (under Wine it arrives as 0).
-
-    Raises :class:`TargetNotFound`, :class:`SendTimeout`, :class:`Rejected`,
-    :class:`MessageTooLarge` or :class:`TagTooLarge` (nothing was sent), or :class:`SendFailed`.
+    Raises
+    ------
+    TargetNotFound
+        No window has that handle, or no live receiver that name.
+    SendTimeout
+        No answer within ``timeout``, or the window is hung.
+    Rejected
+        The receiver answered 0 (with ``check``).
+    MessageTooLarge
+        The payload is larger than ``max_size``; nothing was sent.
+    TagTooLarge
+        A tag above 2**32-1 for a 32-bit program's window; nothing was sent.
+    SendFailed
+        ``SendMessageTimeoutW`` failed otherwise (``winerror`` says why).
+    TypeError
+        ``data`` is not what the codec takes (a str for the bytes codec, say).
     """
     hwnd = resolve(target)
     tag = _checks.tag(tag)
@@ -151,9 +241,30 @@ def _check_wide_tag(hwnd: int, tag: int) -> None:
 
 
 async def asend(target: Target, data: Any, **options: Any) -> int:
-    """:func:`send` for asyncio: the send waits in a worker thread, never in the event loop.
+    """[`send`][copydata.send] for asyncio: the send waits in a worker thread, never in the
+    event loop.
 
     Cancelling it stops the wait, not the message: it may still be delivered.
+
+    Parameters
+    ----------
+    target
+        A window handle, a receiver's name, or a ``Receiver``.
+    data
+        The message, as for ``send``.
+    **options
+        ``send``'s keyword arguments: ``tag``, ``codec``, ``raw``, ``timeout``, ``flags``,
+        ``sender``, ``max_size``, ``check``, ``key``.
+
+    Returns
+    -------
+    int
+        The receiver's answer, as from ``send``.
+
+    Raises
+    ------
+    TargetNotFound, SendTimeout, Rejected, MessageTooLarge, TagTooLarge, SendFailed
+        As [`send`][copydata.send].
     """
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(send, target, data, **options))
@@ -184,10 +295,31 @@ def broadcast(
 ) -> dict[int, bool]:
     """Send ``data`` to every live subscriber of ``channel``, all at once.
 
-    Returns, per subscriber window, whether it accepted the message. The sends run in
-    parallel, each with its own ``timeout``, so a hung subscriber delays only its own answer
-    (up to 32 at a time; more hung subscribers than that queue behind one another).
-    With ``key``, each subscriber gets the message sealed for its own window.
+    The sends run in parallel, each with its own ``timeout``, so a hung subscriber delays only
+    its own answer (up to 32 at a time; more hung subscribers than that queue behind one
+    another). No error of one subscriber is raised: it shows as False.
+
+    Parameters
+    ----------
+    channel
+        The channel's name.
+    data
+        The message, as for [`send`][copydata.send].
+    tag
+        ``dwData``, 0 to 2**64-1.
+    codec
+        A codec name or an object with ``encode`` and ``decode``.
+    raw
+        Send the encoded body without copydata's envelope.
+    timeout
+        Seconds each subscriber has to answer (None: no limit).
+    key
+        Seal the message, for each subscriber's own window, with this key.
+
+    Returns
+    -------
+    dict[int, bool]
+        Per subscriber window, whether it accepted the message.
     """
     payload = encode(data, codec, raw)
     if key is not None:

@@ -83,10 +83,10 @@ def _tags_for(tag: int | Iterable[int], count: int) -> array.array | None:
 class Sender:
     """Sends many messages to one receiver, packed into batch frames.
 
-    Each :meth:`send` appends the message (its tag and encoded bytes) to a frame built in C;
+    Each [`send`][copydata.Sender.send] appends the message (its tag and encoded bytes) to a frame built in C;
     the frame goes out when the next message would take it past ``max_batch_bytes``, when its
-    first message has waited ``linger`` seconds (0: at once), on :meth:`flush` and on
-    :meth:`close`. A message larger than ``max_batch_bytes`` goes in a frame of its own. A
+    first message has waited ``linger`` seconds (0: at once), on [`flush`][copydata.Sender.flush]
+    and on [`close`][copydata.Sender.close]. A message larger than ``max_batch_bytes`` goes in a frame of its own. A
     copydata receiver unpacks the frame in C and still delivers every message separately, in
     order, with its own tag.
 
@@ -108,26 +108,55 @@ class Sender:
     in parts, which the receiver copies and puts back together (sent whole instead to a
     receiver in sync mode, which takes no parts). With
     ``shm_threshold=None`` frames travel in WM_COPYDATA itself (so at most
-    :data:`~copydata.MAX_MESSAGE_SIZE` bytes each), and a message larger than ``chunk_size``
+    [`MAX_MESSAGE_SIZE`][copydata.MAX_MESSAGE_SIZE] bytes each), and a message larger than ``chunk_size``
     goes in parts of at most ``chunk_size`` bytes, which the receiver puts back together.
     Either way messages arrive in order.
 
     When the receiver refuses a frame (its queue is full), the sender waits and offers it
-    again, for up to ``timeout`` seconds, so nothing it accepted is lost: :meth:`send` and
-    :meth:`flush` block meanwhile. A frame the receiver does not answer at all within
-    ``timeout`` (it is hung, or slow in sync mode) raises :class:`SendTimeout`: the receiver may
+    again, for up to ``timeout`` seconds, so nothing it accepted is lost: ``send`` and
+    ``flush`` block meanwhile. A frame the receiver does not answer at all within
+    ``timeout`` (it is hung, or slow in sync mode) raises [`SendTimeout`][copydata.SendTimeout]: the receiver may
     have begun it and take it still, so its messages may or may not arrive, and it is never
     offered again (that could deliver them twice); the Sender goes on with the next frame. A frame it could never take (more messages or bytes than
-    its limits allow) raises :class:`Rejected` at once instead, and its messages are lost; a
+    its limits allow) raises [`Rejected`][copydata.Rejected] at once instead, and its messages are lost; a
     frame holds at most 65,536 messages. An error in a background (linger) send is raised by
     the next call. Only copydata receivers understand these frames. One in sync mode takes a
     frame's messages one at a time (those in shared memory in place, with ``copy=False``),
     but refuses parts.
 
-    ``key`` seals every frame for a receiver created with that key (see :class:`Receiver`).
+    In asyncio, [`asend`][copydata.Sender.asend], [`asend_many`][copydata.Sender.asend_many],
+    [`aflush`][copydata.Sender.aflush], [`aclose`][copydata.Sender.aclose] and ``async with`` do
+    the same without blocking the event loop.
 
-    In asyncio, :meth:`asend`, :meth:`aflush`, :meth:`aclose` and ``async with`` do the same
-    without blocking the event loop.
+    Parameters
+    ----------
+    target
+        The receiver: its window handle, its name, or the [`Receiver`][copydata.Receiver].
+    codec
+        How each message is encoded (a name or an object with ``encode`` and ``decode``); a
+        copydata receiver decodes it by itself.
+    max_batch_bytes
+        The largest frame, and the size of each half of the shared-memory section.
+    linger
+        Seconds the first message of a frame may wait for others before the frame goes
+        (0: every send sends at once; at most 3600).
+    chunk_size
+        With ``shm_threshold=None``, a message larger than this goes in parts of this size.
+    shm_threshold
+        A frame larger than this goes through shared memory (None: never; frames then travel
+        in WM_COPYDATA, each within its limit).
+    timeout
+        Seconds a refused frame is offered again, and an answer awaited (None: no limit).
+    key
+        Seals every frame for a receiver created with that key (see
+        [`Receiver`][copydata.Receiver]).
+
+    Raises
+    ------
+    TargetNotFound
+        No live receiver has that name, or no window that handle.
+    ValueError
+        A size, ``linger`` or ``key`` out of range.
     """
 
     def __init__(
@@ -198,7 +227,30 @@ class Sender:
         return self._batch.records
 
     def send(self, data: Any, tag: int = 0) -> None:
-        """Add one message; it goes out with the next frame."""
+        """Add one message; it goes out with the next frame.
+
+        Parameters
+        ----------
+        data
+            The message: a bytes-like object for the bytes codec (copied into the frame at
+            once), or what the Sender's codec encodes.
+        tag
+            Its tag (``dwData`` to the receiver), 0 to 2**64-1.
+
+        Raises
+        ------
+        Rejected
+            A frame that went out meanwhile was refused for good (the receiver could never
+            take it), or a split message was refused by a receiver in sync mode.
+        SendTimeout
+            A frame that went out meanwhile was neither taken nor answered within ``timeout``.
+        TargetNotFound
+            The receiver's window is gone.
+        ValueError
+            The Sender is closed, or the tag is out of range.
+        TypeError
+            ``data`` is not what the codec takes (a str for the bytes codec, say).
+        """
         # The common case first, with nothing it does not need: an int tag, bytes for the bytes
         # codec, a frame with room for it (copied in by C straight from the bytes object).
         if type(tag) is not int or not 0 <= tag <= _MAX_TAG:
@@ -216,8 +268,13 @@ class Sender:
             self._add(tag, pointer, wait=True)
 
     def send_many(self, payloads: Iterable[Any], tag: int | Iterable[int] = 0) -> None:
-        """Add many messages at once: what a loop of :meth:`send` does, with one call into C for
-        all those that join a frame as they are.
+        """Add many messages at once: what a loop of [`send`][copydata.Sender.send] does, with
+        one call into C for all those that join a frame as they are.
+
+        Messages go out in order, in frames cut at ``max_batch_bytes``, large ones through
+        shared memory or in parts, exactly as ``send`` would send them. Returns once every
+        message is in a frame ([`flush`][copydata.Sender.flush] for delivery); with
+        ``linger=0``, the last frame is sent before it returns.
 
         Parameters
         ----------
@@ -226,11 +283,6 @@ class Sender:
             not "bytes").
         tag
             One tag for every message, or an iterable of as many tags as there are payloads.
-
-        Messages go out in order, in frames cut at ``max_batch_bytes``, large ones through
-        shared memory or in parts, exactly as :meth:`send` would send them. Returns once every
-        message is in a frame (:meth:`flush` for delivery); with ``linger=0``, the last frame is
-        sent before it returns.
 
         Raises
         ------
@@ -243,21 +295,36 @@ class Sender:
         ValueError
             A tag out of range, or a number of tags other than of payloads; nothing was sent.
         Rejected, SendTimeout, TargetNotFound
-            As :meth:`send`, for a frame that went out meanwhile.
+            As [`send`][copydata.Sender.send], for a frame that went out meanwhile.
         """
         batch = self._prepare_many(payloads, tag)
         with self._lock:
             self._add_many(batch)
 
     def flush(self) -> None:
-        """Send what is pending; returns once the receiver has accepted all of it."""
+        """Send what is pending; returns once the receiver has accepted all of it.
+
+        Raises
+        ------
+        Rejected, SendTimeout, TargetNotFound
+            As [`send`][copydata.Sender.send]; also an error of a background (linger) send.
+        ValueError
+            The Sender is closed.
+        """
         with self._lock:
             self._raise_if_unusable()
             self._flush_frame()
             self._transport.settle()
 
     def close(self) -> None:
-        """Flush, then stop. Closing twice is harmless."""
+        """Flush, then stop: the shared-memory section and the threads are released. Closing
+        twice is harmless.
+
+        Raises
+        ------
+        Rejected, SendTimeout, TargetNotFound
+            As [`flush`][copydata.Sender.flush]; the Sender is closed all the same.
+        """
         try:
             with self._lock:
                 if self._closed:
@@ -286,13 +353,25 @@ class Sender:
     # --- asyncio ------------------------------------------------------------------------
 
     async def asend(self, data: Any, tag: int = 0) -> None:
-        """:meth:`send` for asyncio. A message that joins the frame being built is copied in at
+        """[`send`][copydata.Sender.send] for asyncio. A message that joins the frame being built is copied in at
         once, in the event loop's thread; one that would send a frame (the frame is full,
         ``linger=0``, a message sent in parts), or that comes while another one waits, waits
         in this Sender's worker thread instead, so the loop never waits for the receiver.
         Messages go out in the order of the calls.
 
         Cancelling it stops the wait, not the message: it is still sent, in its turn.
+
+        Parameters
+        ----------
+        data
+            The message, as for ``send``.
+        tag
+            Its tag, 0 to 2**64-1.
+
+        Raises
+        ------
+        Rejected, SendTimeout, TargetNotFound, ValueError, TypeError
+            As [`send`][copydata.Sender.send].
         """
         tag, pointer = self._prepare(data, tag)
         if not self._worker_busy() and self._lock.acquire(blocking=False):
@@ -304,20 +383,35 @@ class Sender:
         await self._in_worker(self._send_prepared, tag, pointer)
 
     async def asend_many(self, payloads: Iterable[Any], tag: int | Iterable[int] = 0) -> None:
-        """:meth:`send_many` for asyncio: the payloads are checked (and encoded) at once, in the
-        event loop's thread, so a bad one raises here and nothing is sent; they are added in
-        this Sender's worker thread, after the calls before, so the loop never waits for the
-        receiver. Cancelling it stops the wait, not the messages: they are still sent, in turn."""
+        """[`send_many`][copydata.Sender.send_many] for asyncio: the payloads are checked (and
+        encoded) at once, in the event loop's thread, so a bad one raises here and nothing is
+        sent; they are added in this Sender's worker thread, after the calls before, so the loop
+        never waits for the receiver. Cancelling it stops the wait, not the messages: they are
+        still sent, in turn.
+
+        Parameters
+        ----------
+        payloads
+            Any iterable of bytes-like objects (encoded first with the Sender's codec).
+        tag
+            One tag for every message, or an iterable of as many tags as there are payloads.
+
+        Raises
+        ------
+        TypeError, MessageTooLarge, ValueError, Rejected, SendTimeout, TargetNotFound
+            As [`send_many`][copydata.Sender.send_many].
+        """
         batch = self._prepare_many(payloads, tag)
         await self._in_worker(self._send_prepared_many, batch)
 
     async def aflush(self) -> None:
-        """:meth:`flush` for asyncio, in this Sender's worker thread. Cancelling it stops the
-        wait, not the flush: what was pending is still sent."""
+        """[`flush`][copydata.Sender.flush] for asyncio, in this Sender's worker thread.
+        Cancelling it stops the wait, not the flush: what was pending is still sent."""
         await self._in_worker(self.flush)
 
     async def aclose(self) -> None:
-        """:meth:`close` for asyncio, in this Sender's worker thread (after what waits there)."""
+        """[`close`][copydata.Sender.close] for asyncio, in this Sender's worker thread (after
+        what waits there)."""
         if not self._closed:
             await self._in_worker(self.close)
 

@@ -172,7 +172,7 @@ def test_what_dotnet_serialized_arrives_decoded_from_another_process(dotnet_stre
 
 
 def test_the_pypi_nrbf_parser_reads_dotnets_streams_as_we_do(dotnet_streams):
-    """An independent reader of the format (nrbf on PyPI, which we do not use: see README) agrees
+    """An independent reader of the format (nrbf on PyPI, which we do not use: see docs/guide/dotnet.md) agrees
     on every case both map to plain values."""
     import nrbf
 

@@ -324,7 +324,8 @@ def build(force: bool = False) -> None:
 # What goes into the sdist and the wheel: a change to any of them makes a new wheel.
 def wheel_inputs() -> list[Path]:
     names = ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE", "build.bat"]
-    return [*(ROOT / name for name in names), *sorted((ROOT / "copydata").glob("*.py")),
+    return [*(ROOT / name for name in names), *sorted((ROOT / "docs").rglob("*.md")),
+            *sorted((ROOT / "copydata").glob("*.py")),
             ROOT / "copydata" / "py.typed", *sorted((ROOT / "csrc").glob("*.[ch]")), EXTENSION]
 
 
