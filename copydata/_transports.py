@@ -463,7 +463,9 @@ class SectionTransport:
         self._half_size, self._half = half, 0
         self._leases = [0, 0]
         self._ring = section.ring
-        self._ring_id = secrets.randbits(64) | 1
+        # 32 bits: a posted wParam is as wide as a pointer, so a 32-bit process at either end
+        # would see a 64-bit id cut, and no announcement would match its ring.
+        self._ring_id = secrets.randbits(32) | 1
         self._ring.ring_id = self._ring_id
         if not self._ring_message:
             self._ring_message = _native.ring_message()

@@ -109,7 +109,7 @@ CD_LAYOUT_CHECK(descriptor_header, sizeof(cd_descriptor_header) == CD_SECTION_HE
  * CD_RING_IDLE_MS, so a sender announces nothing after half as long unused. */
 #define CD_RING_SIZE 48
 typedef struct cd_ring_block {
-    uint64_t ring_id;         /* random, nonzero: written once by the sender */
+    uint64_t ring_id;         /* random, nonzero, below 2^32 (a posted WPARAM): written once by the sender */
     uint64_t lease_id;        /* the frame announced: the sender writes these four, lease_id last */
     uint64_t offset;
     uint64_t length;
