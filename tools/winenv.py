@@ -11,7 +11,7 @@
     python3 tools/winenv.py buildbat [ARGS]  build.bat in a fresh copy of CPython 3.11, with the
                                              extension built here instead of MSVC's (pytest ARGS)
     python3 tools/winenv.py python [ARGS]    run the Windows Python with the source tree importable
-    python3 tools/winenv.py demo [ARGS]      a receiver process and a sender process, live
+    python3 tools/winenv.py demo [ARGS]      copydata beside a C loop of SendMessage and memcpy
     python3 tools/winenv.py bench [ARGS]     copydata beside the alternatives (bench/run.py)
 
 The tests never import the source tree: each Windows CPython they run in is a copy of its own
@@ -556,7 +556,7 @@ PASSTHROUGH_COMMANDS = {
     "smoke": "install the wheel into CPython 3.9 and 3.13 and run the smoke suite (arguments go to pytest)",
     "buildbat": "run build.bat in a fresh CPython 3.11, the extension built here (arguments go to pytest)",
     "python": "run the Windows Python (arguments go to it)",
-    "demo": "stream messages from one process to another (arguments go to the demo)",
+    "demo": "copydata beside a C loop of SendMessage and memcpy, every message checked (arguments go to it)",
     "bench": "run the benchmarks side by side (arguments go to bench/run.py)",
 }
 
