@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from . import _native
-from ._demo_receiver import STAMP, receive_rows, stamped_block, template
+from ._demo_receiver import STAMP, receive_rows, shared_clock, stamped_block, template
 from ._errors import Rejected
 from ._send import send
 from ._sender import Sender
@@ -151,7 +151,7 @@ def small_payloads(row: Row) -> list[bytes]:
 
 def send_each(hwnd: int, row: Row, progress: Progress) -> float:
     payloads = small_payloads(row)
-    start = time.perf_counter()
+    start = shared_clock()
     for number, payload in enumerate(payloads):
         send(hwnd, payload, timeout=SEND_TIMEOUT)
         if number % 64 == 0:
@@ -164,7 +164,7 @@ def send_floor(hwnd: int, row: Row, progress: Progress) -> float:
     # Calls of a quarter of a second or so, for the progress bar: the loop itself is in C.
     step = max(1, min(row.count // 20, 8 * SMALL * 1000 // row.size + 1))
     timeout_ms = int(SEND_TIMEOUT * 1000)
-    start = time.perf_counter()
+    start = shared_clock()
     for first in range(0, row.count, step):
         count = min(step, row.count - first)
         sent = _native.floor_send(hwnd, payload, first, count, timeout_ms, SEND_TIMEOUT)
@@ -178,7 +178,7 @@ def send_with_sender(hwnd: int, row: Row, progress: Progress) -> float:
     with Sender(hwnd, timeout=SEND_TIMEOUT) as sender:
         if row.size <= SMALL:
             payloads = small_payloads(row)
-            start = time.perf_counter()
+            start = shared_clock()
             for first in range(0, row.count, 4096):
                 for payload in payloads[first:first + 4096]:
                     sender.send(payload)
@@ -186,7 +186,7 @@ def send_with_sender(hwnd: int, row: Row, progress: Progress) -> float:
         else:
             # One buffer, its number stamped in place: the Sender copies a message as it takes it.
             buffer = bytearray(template(row.size))
-            start = time.perf_counter()
+            start = shared_clock()
             for number in range(row.count):
                 buffer[:STAMP] = number.to_bytes(STAMP, "little")
                 sender.send(buffer)
@@ -198,7 +198,7 @@ def send_with_sender(hwnd: int, row: Row, progress: Progress) -> float:
 def send_many(hwnd: int, row: Row, progress: Progress) -> float:
     payloads = small_payloads(row)
     with Sender(hwnd, timeout=SEND_TIMEOUT) as sender:
-        start = time.perf_counter()
+        start = shared_clock()
         for first in range(0, row.count, MANY_CALL):
             sender.send_many(payloads[first:first + MANY_CALL])
             progress.update(first)

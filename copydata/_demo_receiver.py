@@ -8,10 +8,10 @@ what the demo reports.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import random
 import sys
-import time
 from array import array
 from typing import Any, Sequence
 
@@ -25,6 +25,26 @@ STAMP = _native.FLOOR_STAMP_SIZE  # the C floor stamps its payloads the same way
 JOINED_CHECK_LIMIT = 64 << 10
 # How long one blocking receive waits before the receiver looks at the clock again.
 WAIT_SLICE = 0.25
+
+
+class _SharedClock:
+    """Seconds on QueryPerformanceCounter, one clock for every process of the machine: a row's
+    first send is timed in one process and its last check in another. (time.perf_counter is
+    that clock from CPython 3.10 on; before, it counted from the start of its own process.)"""
+
+    def __init__(self) -> None:
+        self._kernel32 = ctypes.WinDLL("kernel32")
+        frequency = ctypes.c_int64()
+        self._kernel32.QueryPerformanceFrequency(ctypes.byref(frequency))
+        self._frequency = frequency.value
+        self._counter = ctypes.c_int64()
+
+    def __call__(self) -> float:
+        self._kernel32.QueryPerformanceCounter(ctypes.byref(self._counter))
+        return self._counter.value / self._frequency
+
+
+shared_clock = _SharedClock()
 
 
 def template(size: int) -> bytes:
@@ -112,19 +132,18 @@ def take(receiver: Receiver, check: Check, count: int, batch: bool) -> bool:
 def receive_rows(stall: float) -> int:
     """The receiver process: a Receiver(copy=False); for each row that the demo asks for on stdin
     (a JSON line: size, count, batch), reports on stdout how many messages arrived, how many
-    intact, and when the last was checked (time.perf_counter: QueryPerformanceCounter, the
-    sending process's clock too). A row ends once its count arrived or nothing came for
-    ``stall`` seconds."""
+    intact, and when the last was checked (on shared_clock, the sending process's too). A row
+    ends once its count arrived or nothing came for ``stall`` seconds."""
     with Receiver(copy=False) as receiver:
         print(json.dumps({"hwnd": receiver.hwnd}), flush=True)
         for line in sys.stdin:
             order = json.loads(line)
             check, count = Check(order["size"]), order["count"]
-            end = last_arrival = time.perf_counter()
+            end = last_arrival = shared_clock()
             while check.received < count:
                 if take(receiver, check, count, order["batch"]):
-                    end = last_arrival = time.perf_counter()
-                elif time.perf_counter() - last_arrival > stall:
+                    end = last_arrival = shared_clock()
+                elif shared_clock() - last_arrival > stall:
                     break
             print(json.dumps({"received": check.received, "intact": check.intact, "end": end}), flush=True)
     return 0
