@@ -178,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     find_parser.add_argument("name", metavar="NAME")
 
     _demo.add_arguments(commands.add_parser(
-        "demo", help="stream messages from a sender process to a receiver process and check them"))
+        "demo", help="copydata beside a C loop of SendMessage and memcpy, every message checked",
+        description="Send 64-byte, 1 MiB and 16 MiB messages to a receiver process, which checks every one, "
+                    "with copydata.send, a Sender and a plain C loop of SendMessageTimeoutW, and time them "
+                    "beside memcpy: under a minute, ending with one line to remember."))
     return parser
 
 

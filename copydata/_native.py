@@ -117,6 +117,34 @@ def send(target: int, tag: int, sender: int, data: Any, size: int, timeout_ms: i
     return int(result[0])
 
 
+FLOOR_STAMP_SIZE = lib.CD_FLOOR_STAMP_SIZE
+
+
+def floor_send(target: int, payload: bytearray, first: int, count: int, timeout_ms: int,
+               timeout: Optional[float]) -> int:
+    """``count`` WM_COPYDATA messages of ``payload``, sent by a loop in C, one
+    SendMessageTimeoutW each, its first FLOOR_STAMP_SIZE bytes stamped with the numbers
+    ``first`` on (as a plain C program sends them: the demo's floor): how many the receiver
+    accepted, short of ``count`` if it refused one; TargetNotFound, SendTimeout or SendFailed."""
+    sent = ffi.new("size_t *")
+    winerror = ffi.new("uint32_t *")
+    status = lib.cd_floor_send(target, ffi.from_buffer(payload), len(payload), first, count, timeout_ms, sent,
+                               winerror)
+    if status == lib.CD_INVALID:
+        raise ValueError(f"the floor sends {FLOOR_STAMP_SIZE} bytes to 4 GiB - 1 a message, not {len(payload)}")
+    if status != lib.CD_OK:
+        raise error(status, winerror[0], "send to", hwnd=target, timeout=timeout)
+    return int(sent[0])
+
+
+def floor_memcpy(target: bytearray, source: bytearray, count: int) -> bool:
+    """memcpy of ``source`` into ``target`` (as large) ``count`` times in C, ``source`` stamped
+    with the copy's number before each: whether the last copy arrived whole."""
+    if len(target) != len(source):
+        raise ValueError(f"a copy of {len(source)} bytes into {len(target)}")
+    return bool(lib.cd_floor_memcpy(ffi.from_buffer(target), ffi.from_buffer(source), len(source), count))
+
+
 def ring_message() -> int:
     """The window message a Sender posts to announce a frame in its ring block (0: none)."""
     return int(lib.cd_ring_message())

@@ -367,6 +367,21 @@ void cd_receiver_free(cd_receiver *receiver);
 /* One SendMessageTimeoutW(WM_COPYDATA) straight from the caller's buffer. */
 int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
             uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error);
+/* The floor that copydata demo measures copydata against, in the caller's process, as a plain
+ * C program does it (bench/native/wm_copydata_send.c): count WM_COPYDATA messages of size
+ * bytes from payload, one SendMessageTimeoutW each (SMTO_ABORTIFHUNG, dwData and wParam 0),
+ * the payload's first CD_FLOOR_STAMP_SIZE bytes stamped before each with its number (first,
+ * first + 1, ..., little-endian). It stops at the first failure, or at the first message
+ * answered 0 (CD_OK then, with *sent short of count): *sent is how many were answered nonzero.
+ * CD_INVALID if size is below CD_FLOOR_STAMP_SIZE or above 4 GiB - 1. */
+#define CD_FLOOR_STAMP_SIZE 8
+int cd_floor_send(uint64_t target, unsigned char *payload, size_t size, uint64_t first, size_t count,
+                  uint32_t timeout_ms, size_t *sent, uint32_t *win32_error);
+/* And this machine's memcpy, as bench/native/memcpy_bandwidth.c measures it: size bytes (at least
+ * CD_FLOOR_STAMP_SIZE) copied from source to target count times, source stamped with the copy's
+ * number before each, every copy made. 1 if the last copy equals source, 0 if not (or size is
+ * too small, or count 0). The caller times it. */
+int cd_floor_memcpy(unsigned char *target, unsigned char *source, size_t size, size_t count);
 /* CD_RING_MESSAGE's number on this desktop (0: RegisterWindowMessageW failed), and posting it
  * (see CD_RING_SIZE): CD_OK, CD_TARGET_GONE or CD_WIN32_ERROR. */
 uint32_t cd_ring_message(void);

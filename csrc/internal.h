@@ -85,6 +85,14 @@ void cd_mac_close(cd_mac *mac);
 
 
 /*
+ * Sending (send.c), for the floor's loop too (floor.c)
+ */
+
+/* The status for a SendMessageTimeoutW(WM_COPYDATA) to hwnd that failed with error. */
+int cd_send_failure(HWND hwnd, DWORD error);
+
+
+/*
  * The window, its pump thread, open and close (receiver.c)
  */
 

@@ -1,7 +1,7 @@
 /* Sending one WM_COPYDATA straight from the caller's buffer. */
 #include "win32.h"
 
-#include "copydata.h"
+#include "internal.h"
 
 int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, size_t size,
             uint32_t timeout_ms, uint32_t flags, intptr_t *result, uint32_t *win32_error)
@@ -27,6 +27,11 @@ int cd_send(uint64_t target, uint64_t tag, uint64_t sender, const void *data, si
     }
     error = GetLastError();
     *win32_error = error;
+    return cd_send_failure(hwnd, error);
+}
+
+int cd_send_failure(HWND hwnd, DWORD error)
+{
     /* Windows may report a vanished target as a timeout, even with error 0. */
     if (!IsWindow(hwnd))
         return CD_TARGET_GONE;

@@ -157,13 +157,6 @@ def test_help_for_every_command():
         assert "usage: copydata" in result.stdout
 
 
-def test_demo_runs_end_to_end():
-    result = cli("demo", "--plan", "64x300,65536x50", timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "all 350 messages" in result.stdout
-    assert "300/300" in result.stdout and "50/50" in result.stdout
-
-
 TERMINAL_TRICKS = "ok\x1b[2J\x1b]0;owned\x07\rfake line\nline two\u202eevil\x9b31m\x7f"
 
 

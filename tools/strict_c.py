@@ -49,9 +49,9 @@ def problems() -> list[str]:
 
 
 def main() -> int:
-    import winenv
+    import _winenv_wine  # tools/winenv.py's set-up, which imports this module
 
-    winenv.ensure_host_packages()
+    _winenv_wine.ensure_host_packages()
     found = problems()
     for problem in found:
         print(problem, file=sys.stderr)
