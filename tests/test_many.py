@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -43,6 +44,34 @@ def test_send_many_from_another_process_arrives_in_order_byte_for_byte(tmp_path,
     assert len(received) == len(expected)
     for position, (message, (tag, data)) in enumerate(zip(received, expected)):
         assert (message.tag, message.data) == (tag, data), f"message {position} differs"
+
+
+BURST_SENDER = """
+import sys, copydata
+with copydata.Sender(int(sys.argv[1]), max_batch_bytes=16 << 10, timeout=60) as sender:
+    for first in range(0, {count}, 5000):
+        sender.send_many([b"%08d" % n for n in range(first, first + 5000)], tag=range(first, first + 5000))
+print("done")
+"""
+
+
+def test_send_many_into_a_full_queue_waits_and_loses_nothing(tmp_path):
+    # A queue of 2,000 messages read slowly: frames of some 800 messages (16 KiB) are refused
+    # as "queue full" many times, and offered again, until every one has arrived, in order.
+    count = 40_000
+    with copydata.Receiver(max_queue_messages=2000) as receiver:
+        script = tmp_path / "burst_sender.py"
+        script.write_text(BURST_SENDER.format(count=count))
+        process = subprocess.Popen([sys.executable, str(script), str(receiver.hwnd)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        received: list = []
+        while len(received) < count:
+            received += receiver.recv_many(500, timeout=60)
+            time.sleep(0.002)
+        out, err = process.communicate(timeout=60)
+        assert (process.returncode, out.strip()) == (0, "done"), err
+        assert receiver.stats.refused_queue_full > 0
+    assert [(m.tag, m.data) for m in received] == [(n, b"%08d" % n) for n in range(count)]
 
 
 def test_send_many_checks_every_payload_before_it_sends_any():
