@@ -450,9 +450,12 @@ class Sender:
         if self._encodes:
             items = [encode_body(item, self._codec) for item in items]
         try:
-            data = b"".join(items)  # checks every item is a contiguous bytes-like object, in C
             sizes = array.array("Q", map(len, items))
-            if sum(sizes) != len(data):  # an item of wider elements (an array of 'H', say)
+            if max(sizes, default=0) <= _SMALL:
+                data = b"".join(items)  # checks every item is a contiguous bytes-like object, in C
+                if sum(sizes) != len(data):  # an item of wider elements (an array of 'H', say)
+                    sizes = _byte_sizes(items)
+            else:  # not joined: the large ones are handed over where they lie (below)
                 sizes = _byte_sizes(items)
         except (TypeError, BufferError):
             _byte_sizes(items)  # raises, naming the first one that is not
