@@ -320,17 +320,25 @@ class NativeReceiver:
             yield [(REASON_CODES[native.reason], native.tag, native.sender, native.size, native.count)
                    for native in (refusals[index] for index in range(count[0]))]
 
-    def take(self, max_count: int, wait_ms: int, copy: bool, bytes_as: Optional[type] = None) -> Optional[list[Any]]:
-        """Up to ``max_count`` queued messages (queue mode), waiting up to ``wait_ms`` for the
-        first one: None when none came, ReceiverClosed once closed and drained. Each is a Taken;
-        with ``bytes_as`` (a NamedTuple of tag, data, sender, codec name, request id), each
-        record of a batch frame in the bytes codec is built as one at once, ``bytes_as(tag,
-        payload, sender, "bytes", None)``: one tuple made per message, not two."""
+    def _took(self, max_count: int, wait_ms: int) -> bool:
+        """Takes up to ``max_count`` queued messages into ``_first`` (and ``_leased``), waiting up
+        to ``wait_ms`` for the first one: False when none came, ReceiverClosed once closed and
+        drained."""
         status = lib.cd_receiver_take(self._handle, max_count, wait_ms, self._first, self._leased)
         if status == lib.CD_TIMEOUT:
-            return None
+            return False
         if status == lib.CD_CLOSED:
             raise ReceiverClosed(f"receiver {self.hwnd:#x} is closed")
+        return True
+
+    def take(self, max_count: int, wait_ms: int, copy: bool, bytes_as: type) -> Optional[list[Any]]:
+        """Up to ``max_count`` queued messages (queue mode), waiting up to ``wait_ms`` for the
+        first one: None when none came, ReceiverClosed once closed and drained. Each record of
+        a batch frame in the bytes codec is built at once as ``bytes_as`` (a NamedTuple of tag,
+        data, sender, codec name, request id): ``bytes_as(tag, payload, sender, "bytes", None)``,
+        one tuple made per message, not two; every other message is a Taken."""
+        if not self._took(max_count, wait_ms):
+            return None
         with _gc_paused(max_count):
             return _unpack(self._first[0], copy, self._leased[0], bytes_as)
 
@@ -339,11 +347,8 @@ class NativeReceiver:
         their payloads back to back, every payload copied in, leased ones released at once) and
         their number; None when none came within ``wait_ms``, ReceiverClosed once closed and
         drained. The block is bytes with ``copy``, else a read-only view that frees it when gone."""
-        status = lib.cd_receiver_take(self._handle, max_count, wait_ms, self._first, self._leased)
-        if status == lib.CD_TIMEOUT:
+        if not self._took(max_count, wait_ms):
             return None
-        if status == lib.CD_CLOSED:
-            raise ReceiverClosed(f"receiver {self.hwnd:#x} is closed")
         block, block_size, count = ffi.new("char **"), ffi.new("size_t *"), ffi.new("size_t *")
         if lib.cd_messages_pack_columns(self._first[0], block, block_size, count) != lib.CD_OK:
             lib.cd_messages_free(self._first[0])
@@ -376,7 +381,7 @@ def _free_message(message: Any, data: Any) -> None:
     lib.cd_message_free(message)
 
 
-def _unpack(first: Any, copy: bool, leased: int, bytes_as: Optional[type] = None) -> list[Any]:
+def _unpack(first: Any, copy: bool, leased: int, bytes_as: type) -> list[Any]:
     """The messages of a list taken from C, and frees the list (without copy, each payload's
     owner frees what it needs once it goes). C packs small messages into blocks: a table read
     in one call, and their payloads as slices of the block (copied into ``bytes`` with copy),
@@ -399,15 +404,11 @@ def _unpack(first: Any, copy: bool, leased: int, bytes_as: Optional[type] = None
             owner = ffi.gc(block[0], lib.cd_block_free, block_size[0])
             whole = memoryview(ffi.buffer(owner, block_size[0])).toreadonly()
         others = iter(_unpack_one_by_one(rest[0], copy, leased))
-        rows = _PACKED_ROW.iter_unpack(whole[:count[0] * _PACKED_ROW.size])
-        if bytes_as is None:
-            payloads += [(tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
-                         for tag, sender, offset, size, codec_id, packed in rows]
-        else:
-            payloads += [_new_tuple(bytes_as, (tag, whole[offset:offset + size], sender, "bytes", None))
-                         if codec_id == BYTES_CODEC_ID and packed
-                         else (tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
-                         for tag, sender, offset, size, codec_id, packed in rows]
+        payloads += [_new_tuple(bytes_as, (tag, whole[offset:offset + size], sender, "bytes", None))
+                     if codec_id == BYTES_CODEC_ID and packed
+                     else (tag, whole[offset:offset + size], sender, codec_id) if packed else next(others)
+                     for tag, sender, offset, size, codec_id, packed
+                     in _PACKED_ROW.iter_unpack(whole[:count[0] * _PACKED_ROW.size])]
         first = after[0]
     return payloads
 
