@@ -387,10 +387,7 @@ class Receiver(Decoding):
                 continue
             if cancelled is not None and cancelled.is_set():
                 return []
-            if remaining_ms != WAIT_FOREVER_MS:
-                remaining_ms -= wait_ms
-                if remaining_ms <= 0:
-                    raise RecvTimeout(f"no message arrived within {timeout} s")
+            remaining_ms = _left_after(remaining_ms, wait_ms, timeout)
 
     def recv_batch(self, max_count: int = DEFAULT_MAX_QUEUE_MESSAGES, timeout: float | None = None) -> MessageBatch:
         """Up to ``max_count`` messages already queued, as one [`MessageBatch`][copydata.MessageBatch]:
@@ -436,10 +433,7 @@ class Receiver(Decoding):
             if taken is not None:
                 self._log_pump_errors()
                 return MessageBatch(*taken, copy=self._copy)
-            if remaining_ms != WAIT_FOREVER_MS:
-                remaining_ms -= wait_ms
-                if remaining_ms <= 0:
-                    raise RecvTimeout(f"no message arrived within {timeout} s")
+            remaining_ms = _left_after(remaining_ms, wait_ms, timeout)
 
     def _messages(self, taken: list[Any]) -> list[Message]:
         """The messages of what C handed over, replies routed aside. A batch frame's records of
@@ -653,6 +647,17 @@ class Receiver(Decoding):
         state = "closed" if self._closed else "open"
         name = f" name={self._name!r}" if self._name is not None else ""
         return f"<copydata.Receiver hwnd={self._hwnd:#x}{name} {state}>"
+
+
+def _left_after(remaining_ms: int, wait_ms: int, timeout: float | None) -> int:
+    """What is left of a wait once a slice of ``wait_ms`` brought nothing; RecvTimeout when
+    nothing is."""
+    if remaining_ms == WAIT_FOREVER_MS:
+        return remaining_ms
+    remaining_ms -= wait_ms
+    if remaining_ms <= 0:
+        raise RecvTimeout(f"no message arrived within {timeout} s")
+    return remaining_ms
 
 
 def _batch_of(messages: list[Message], copy: bool) -> MessageBatch:
