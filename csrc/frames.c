@@ -152,8 +152,12 @@ static int fits_within(const cd_batch *batch, size_t size, size_t limit)
     if (batch->records >= CD_BATCH_MAX_RECORDS || batch->size > limit)
         return 0;
     room = limit - batch->size;
-    if (batch->borrowed && (batch->size > batch->capacity || batch->capacity - batch->size < room))
-        room = batch->size > batch->capacity ? 0 : batch->capacity - batch->size;
+    if (batch->borrowed) {
+        if (batch->size > batch->capacity)
+            return 0;
+        if (batch->capacity - batch->size < room)
+            room = batch->capacity - batch->size;
+    }
     return room >= CD_BATCH_RECORD_HEADER_SIZE && size <= room - CD_BATCH_RECORD_HEADER_SIZE;
 }
 
