@@ -69,17 +69,22 @@ def test_sender_send_many_64_bytes(benchmark, draining_receiver):
         benchmark(sender.send_many, messages)
 
 
+def queued_by_a_sender(receiver, count: int):
+    """A pedantic setup: ``count`` 64-byte messages queued in one batch frame (not timed), then
+    the arguments of a take of them all."""
+    def setup():
+        with copydata.Sender(receiver.hwnd, linger=60) as sender:
+            sender.send_many([SMALL] * count)
+        return (count,), {"timeout": 5}
+    return setup
+
+
 @pytest.mark.parametrize("copy", [True, False], ids=["bytes", "views"])
 def test_recv_batch_4096_queued(benchmark, copy):
     """Taking 4,096 queued 64-byte messages as one MessageBatch (sends not timed): no object per
     message, the block handed over as bytes or as a view."""
     with copydata.Receiver(copy=copy) as receiver:
-        def queue_a_batch():
-            with copydata.Sender(receiver.hwnd, linger=60) as sender:
-                sender.send_many([SMALL] * 4096)
-            return (4096,), {"timeout": 5}
-
-        batch = benchmark.pedantic(receiver.recv_batch, setup=queue_a_batch, rounds=30)
+        batch = benchmark.pedantic(receiver.recv_batch, setup=queued_by_a_sender(receiver, 4096), rounds=30)
         assert len(batch) == 4096 and batch[0] == SMALL and bytes(batch.data) == SMALL * 4096
 
 
@@ -87,10 +92,5 @@ def test_recv_batch_4096_queued(benchmark, copy):
 def test_recv_many_4096_queued(benchmark, copy):
     """The same 4,096 messages taken as Messages, for the comparison with recv_batch."""
     with copydata.Receiver(copy=copy) as receiver:
-        def queue_a_batch():
-            with copydata.Sender(receiver.hwnd, linger=60) as sender:
-                sender.send_many([SMALL] * 4096)
-            return (4096,), {"timeout": 5}
-
-        messages = benchmark.pedantic(receiver.recv_many, setup=queue_a_batch, rounds=30)
+        messages = benchmark.pedantic(receiver.recv_many, setup=queued_by_a_sender(receiver, 4096), rounds=30)
         assert len(messages) == 4096 and all(message.data == SMALL for message in messages)
